@@ -1,0 +1,13 @@
+"""nlora_linalg: Nyström-type low-rank approximation and its use to initialise and fine-tune LLM adapters.
+
+Public API (studies and benchmarks import only these names)::
+
+    from nlora_linalg import nystrom_init
+    f = nystrom_init(W, rank=16)        # f.B @ f.N @ f.A ≈ W, f.error, f.bound, f.delta
+"""
+
+from .linalg import *  # noqa: F401,F403
+from .linalg import __all__ as _linalg_all
+
+__version__ = "0.1.0"
+__all__ = ["__version__", *_linalg_all]

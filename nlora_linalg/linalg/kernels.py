@@ -1,0 +1,133 @@
+"""Math-only kernels on batched tensors (b, m, n) in the compute dtype. No validation here.
+
+Every function takes already-validated tensors on one device and returns tensors on that device. Random draws
+come only from the ``generator`` argument.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import Tensor
+
+from .policy import eps
+
+
+class SVDFactors(NamedTuple):
+    """A rank-r factorisation ``W ≈ U diag(sigma) Vh`` (orthonormal U columns and Vh rows).
+
+    U: (b, m, r); sigma: (b, r), non-increasing, >= 0; Vh: (b, r, n).
+    """
+
+    U: Tensor
+    sigma: Tensor
+    Vh: Tensor
+
+
+def gaussian(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:
+    """Standard normal tensor of ``shape`` with ``like``'s dtype and device, drawn from ``generator``."""
+    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+
+
+def orth(Y: Tensor) -> Tensor:
+    """Orthonormal basis Q of range(Y) via reduced Householder QR; Y: (b, m, k) -> Q: (b, m, k)."""
+    return torch.linalg.qr(Y, mode="reduced").Q
+
+
+def sample_without_replacement(
+    scores: Tensor, k: int, generator: torch.Generator, available: Tensor | None = None
+) -> Tensor:
+    """Draw k distinct indices per row with probability proportional to ``scores`` (Gumbel-top-k trick).
+
+    keys_j = log p_j + g_j, g_j ~ Gumbel(0, 1); the k largest keys are a sample without replacement from p
+    (Vieira 2014; Kool, van Hoof & Welling 2019, "Stochastic beams and where to find them", Sec. 2).
+    Zero-score entries follow all positive ones in random order; entries with ``available`` False are never
+    drawn (k must not exceed the number available). scores: (b, n) >= 0, available: (b, n) bool -> (b, k) int64.
+    """
+    u = torch.rand(scores.shape, generator=generator, dtype=scores.dtype, device=scores.device)
+    tiny = torch.finfo(scores.dtype).tiny
+    gumbel = -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))  # (b, n) Gumbel(0, 1)
+    positive = scores > 0
+    keys = torch.where(positive, torch.log(torch.where(positive, scores, torch.ones_like(scores))) + gumbel, gumbel - 1e4)
+    if available is not None:
+        keys = keys.masked_fill(~available, -torch.inf)
+    return torch.topk(keys, k, dim=-1).indices
+
+
+def greedy_top(scores: Tensor, k: int, available: Tensor | None = None) -> Tensor:
+    """Indices of the k largest ``scores`` per row among ``available`` ones: (b, n) -> (b, k) int64."""
+    keys = scores if available is None else scores.masked_fill(~available, -torch.inf)
+    return torch.topk(keys, k, dim=-1).indices
+
+
+def range_finder(W: Tensor, k: int, power_iters: int, generator: torch.Generator) -> Tensor:
+    """Orthonormal Q (b, m, k) approximating the dominant range of W (b, m, n).
+
+    Y = (W Wᵀ)^q W Ω with Ω ~ N(0, 1)^{n×k}, re-orthonormalised after every product
+    (Halko, Martinsson & Tropp 2011, Alg. 4.4, randomized subspace iteration).
+    """
+    Omega = gaussian((W.shape[0], W.shape[-1], k), W, generator)  # (b, n, k)
+    return subspace_iteration(W, orth(W @ Omega), power_iters)
+
+
+def subspace_iteration(W: Tensor, Q: Tensor, power_iters: int) -> Tensor:
+    """q steps Q ← orth(W orth(WᵀQ)) of orthonormalised subspace iteration (HMT 2011, Alg. 4.4, steps 3–6).
+
+    W: (b, m, n), Q: (b, m, k) orthonormal -> (b, m, k) orthonormal.
+    """
+    for _ in range(power_iters):
+        Q = orth(W @ orth(W.mT @ Q))  # (b, n, k) then (b, m, k)
+    return Q
+
+
+def svd_of_product(F: Tensor, G: Tensor, rank: int) -> SVDFactors:
+    """Rank-``rank`` truncated SVD of ``F @ G`` without forming it.
+
+    F = Q₁T₁, Gᵀ = Q₂T₂ (QR), T₁T₂ᵀ = X Σ Yᵀ (small SVD); U = Q₁X_r, Vh = (Q₂Y_r)ᵀ.
+    F: (b, m, s), G: (b, s, n), s >= rank. Cost O((m + n) s² + s³).
+    """
+    Q1, T1 = torch.linalg.qr(F, mode="reduced")  # (b, m, s), (b, s, s)
+    Q2, T2 = torch.linalg.qr(G.mT, mode="reduced")  # (b, n, s), (b, s, s)
+    X, S, Yh = torch.linalg.svd(T1 @ T2.mT)  # (b, s, s), (b, s), (b, s, s)
+    U = Q1 @ X[..., :rank]  # (b, m, r)
+    Vh = Yh[..., :rank, :] @ Q2.mT  # (b, r, n)
+    return SVDFactors(U, S[..., :rank], Vh)
+
+
+def truncated_pinv_parts(U: Tensor, rcond: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Factors of the ε-truncated pseudo-inverse U⁺_ε = H diag(1/s) Pᵀ of U: (b, p, q).
+
+    Singular values s_i <= rcond · s_1 are dropped (their inverse set to 0), so U⁺_ε is bounded by
+    1 / (rcond · s_1) (Golub & Van Loan, 4th ed., Sec. 5.5.4, truncated SVD solution).
+    Returns (P (b, p, t), inv_s (b, t), Hh (b, t, q), effective rank (b,) int64), t = min(p, q).
+    """
+    P, s, Hh = torch.linalg.svd(U, full_matrices=False)
+    keep = s > rcond * s[..., :1]
+    inv_s = torch.where(keep, 1.0 / torch.where(keep, s, torch.ones_like(s)), torch.zeros_like(s))
+    return P, inv_s, Hh, keep.sum(-1)
+
+
+def default_rcond(dtype: torch.dtype, *dims: int) -> float:
+    """Relative, dtype-aware cutoff max(dims) · eps(dtype) (the NumPy/torch matrix_rank convention)."""
+    return max(dims) * eps(dtype)
+
+
+def residual_fro2(W: Tensor, F: SVDFactors, max_elems: int = 1 << 24) -> Tensor:
+    """‖W − U diag(σ) Vh‖_F² per batch element, computed in row chunks of at most ``max_elems`` entries.
+
+    W: (b, m, n) -> (b,) float64. Never materialises the full residual of a large W.
+    """
+    b, m, n = W.shape
+    rows = max(1, max_elems // max(1, b * n))
+    total = torch.zeros(b, dtype=torch.float64, device=W.device)
+    US = F.U * F.sigma.unsqueeze(-2)  # (b, m, r)
+    for i in range(0, m, rows):
+        E = W[:, i : i + rows] - US[:, i : i + rows] @ F.Vh  # (b, c, n)
+        total += torch.linalg.vector_norm(E, dim=(-2, -1), dtype=torch.float64) ** 2
+    return total
+
+
+def fro2(W: Tensor) -> Tensor:
+    """‖W‖_F² per batch element, accumulated in float64: (b, m, n) -> (b,)."""
+    return torch.linalg.vector_norm(W, dim=(-2, -1), dtype=torch.float64) ** 2

@@ -1,0 +1,1 @@
+"""Pipeline layer: loads models and data, trains and evaluates, writes files."""
