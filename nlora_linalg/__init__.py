@@ -8,6 +8,9 @@ Public API (studies and benchmarks import only these names)::
 
 from .linalg import *  # noqa: F401,F403
 from .linalg import __all__ as _linalg_all
+from .adapters import *  # noqa: F401,F403
+from .adapters import __all__ as _adapters_all
+from .pipeline.assets import MissingAssetError, load_linear_weights, minilm_path, smollm2_path
 
 __version__ = "0.1.0"
-__all__ = ["__version__", *_linalg_all]
+__all__ = ["__version__", *_linalg_all, *_adapters_all, "MissingAssetError", "load_linear_weights", "minilm_path", "smollm2_path"]

@@ -32,6 +32,7 @@ __all__ = [
     "MINILM_INSTALL",
     "SMOLLM2_INSTALL",
     "MissingAssetError",
+    "cache_root",
     "find_package_file",
     "load_linear_weights",
     "minilm_path",
@@ -83,6 +84,18 @@ def find_package_file(package: str, relative: str, install_hint: str) -> pathlib
     raise MissingAssetError(
         f"package {package!r} is installed but has no {relative!r}; reinstall it with: {install_hint}"
     )
+
+
+def cache_root(cache_dir: str | os.PathLike | None = None) -> pathlib.Path:
+    """Return the absolute root folder of the nlora_linalg cache (converted models, downloaded wheels).
+
+    Args:
+        cache_dir: explicit root; None means ``$NLORA_CACHE`` if set, else ``~/.cache/nlora_linalg``.
+
+    Returns:
+        The resolved folder (not created; callers create what they write).
+    """
+    return _cache_root(cache_dir)
 
 
 def minilm_path() -> pathlib.Path:
