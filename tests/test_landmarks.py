@@ -84,6 +84,13 @@ class TestLandmarkRuleContract:
         select_landmarks(W, 3, 3, rule=rule, generator=gen(0))
         assert torch.equal(W, before)
 
+    def test_all_indices_on_a_single_entry_matrix_form_a_permutation(self, rule):
+        """Asking for every row and column of a matrix with one nonzero entry returns permutations of 0..m−1, 0..n−1."""
+        W = torch.zeros(7, 5, dtype=torch.float64)
+        W[4, 2] = 3.0
+        lm = select_landmarks(W, 7, 5, rule=rule, rank=1, generator=gen(0))
+        assert sorted(lm.rows.tolist()) == list(range(7)) and sorted(lm.cols.tolist()) == list(range(5))
+
     def test_singular_input_stays_finite(self, rule):
         """Zero rows/columns and duplicates give finite scores and valid distinct indices."""
         W = low_rank(10, 8, 2, 0)

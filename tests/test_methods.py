@@ -356,6 +356,18 @@ def test_scaling_equivariance(method, c, p):
         assert torch.equal(fc.cols, f.cols) and torch.equal(fc.rows, f.rows)
 
 
+@pytest.mark.parametrize("c", [2.0**-40, 2.0**40], ids=["2^-40", "2^40"])
+@pytest.mark.parametrize("method", ALL_CONFIGS)
+def test_power_of_two_scaling_is_exact(method, c):
+    """Scaling by a power of two is exact in floating point, so c·W gives bit-identical landmarks and c·(B N A)."""
+    W = spectrum_matrix(20, 15, power_law(15, 0.7), 6)
+    f = nystrom_init(t64(W), rank=4, method=method, generator=gen(2))
+    fc = nystrom_init(t64(c * W), rank=4, method=method, generator=gen(2))
+    assert torch.equal(fc.rows, f.rows) and torch.equal(fc.cols, f.cols)
+    np.testing.assert_allclose(_dense(fc) / c, _dense(f), rtol=0, atol=1e-13 * np.linalg.norm(W))
+    assert fc.error.item() == pytest.approx(f.error.item(), rel=1e-12)
+
+
 @pytest.mark.xfail(
     strict=True,
     reason="BUG: landmarks requested beyond rank(W) are drawn from the clamped residual, i.e. proportional to "
@@ -542,11 +554,9 @@ def test_psd_nystrom_recovers_exact_rank(n, k):
 
 @given(p=problems(max_dim=30))
 def test_psd_nystrom_is_below_a_in_loewner_order(p):
-    """Â = B N A is symmetric, PSD and A − Â is PSD (eigvalsh >= −tol, tol = shift + 100·n·eps·‖A‖₂), sketch k < n.
-
-    The shifted construction only guarantees A − Â >= −ν(I − UUᵀ), hence the shift in the tolerance. With a square
-    sketch (k = n) rounding grows like eps·cond(Ω)², see test_psd_nystrom_square_sketch_is_accurate.
-    """
+    """Â = B N A is symmetric and PSD, and A − Â >= −(ν + 100·n·eps·‖A‖₂) in Loewner order (sketch k < n)."""
+    # The shifted construction only guarantees A − Â >= −ν(I − UUᵀ), hence ν in the tolerance. With a square sketch
+    # (k = n) rounding grows like eps·cond(Ω)²; that case is test_psd_nystrom_square_sketch_is_accurate.
     n = p.m
     rank = max(1, min(p.rank, (n - 1) // 2))  # k = 2·rank < n
     X = spectrum_matrix(n, n, power_law(n, p.alpha), p.seed)
@@ -564,8 +574,8 @@ def test_psd_nystrom_is_below_a_in_loewner_order(p):
 
 @pytest.mark.parametrize("seed", range(8))
 def test_psd_nystrom_square_sketch_is_accurate(seed):
-    """rank = n (square sketch, Â_ν = A + νI in exact arithmetic) reproduces a well-conditioned A to 1e-9 and
-    A − Â >= −1e-9‖A‖₂ (rounding grows like eps·cond(Ω)² for the square Gaussian Ω, hence the loose tolerance)."""
+    """rank = n (square sketch) reproduces a well-conditioned A to 1e-9 and A − Â >= −1e-9·‖A‖₂."""
+    # In exact arithmetic Â_ν = A + νI; rounding grows like eps·cond(Ω)² for the square Gaussian Ω (loose tolerance).
     n = 6 + 3 * seed
     X = spectrum_matrix(n, n, np.linspace(1.0, 0.5, n), seed)
     A = X @ X.T
@@ -574,6 +584,18 @@ def test_psd_nystrom_square_sketch_is_accurate(seed):
     Ahat = _dense(f)
     assert rel_fro(A, Ahat) <= 1e-9 and f.error.item() <= 1e-9
     assert np.linalg.eigvalsh(A - Ahat).min() >= -1e-9 * np.linalg.norm(A, 2)
+
+
+@pytest.mark.parametrize("shift", [None, 1e-3])
+def test_psd_nystrom_core_is_nonnegative_diagonal_beyond_the_rank_of_a(shift):
+    """N = diag(max(Σ² − ν, 0)): diagonal, >= 0 and non-increasing even when rank exceeds rank(A)."""
+    X = np.random.default_rng(3).standard_normal((20, 3))
+    f = psd_nystrom(t64(X @ X.T), 8, shift=shift, generator=gen(0))
+    N = f.N.numpy()
+    lam = np.diag(N)
+    np.testing.assert_array_equal(N, np.diag(lam))
+    assert np.all(lam >= 0) and np.all(np.diff(lam) <= 0)
+    np.testing.assert_allclose(lam[:3], np.linalg.eigvalsh(X @ X.T)[::-1][:3], rtol=1e-10 if shift is None else 1e-2)
 
 
 def test_psd_nystrom_records_a_positive_default_shift_and_an_explicit_one():

@@ -62,11 +62,13 @@ class InitConfig(Protocol):
 def residual_weight(W: Tensor, B: Tensor, N: Tensor | None, A: Tensor, scaling: float) -> Tensor:
     """W_res = W − s·B N A in float32 (float64 for float64 W); the single definition used at init and at load.
 
-    W: (out, in); B: (out, r); N: (r, r) or None; A: (r, in).
+    W: (out, in); B: (out, r); N: (r, r) or None; A: (r, in). Factors are made contiguous first, so the result
+    does not depend on their memory layout (a saved and reloaded adapter reproduces it bit for bit).
     """
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
-    BN = B.to(dt) if N is None else B.to(dt) @ N.to(dt)
-    return W.to(dt) - scaling * (BN @ A.to(dt))
+    B, A = B.to(dt).contiguous(), A.to(dt).contiguous()
+    BN = B if N is None else B @ N.to(dt).contiguous()
+    return W.to(dt) - scaling * (BN @ A)
 
 
 def _kaiming_uniform(rows: int, fan_in: int, like: Tensor, generator: torch.Generator) -> Tensor:

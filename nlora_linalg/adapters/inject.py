@@ -194,6 +194,8 @@ def _build(name: str, module: nn.Module, config: AdapterConfig):
     g = torch.Generator(device=W.device).manual_seed(module_seed(config.seed, name))
     t0 = time.perf_counter()
     ini = config.init_config.build(Wc, config.rank, config.scaling, g)
+    # Round the factors to the stored (base) dtype first, so W_res is built from exactly what is stored and saved.
+    ini = ini._replace(A=ini.A.to(W.dtype), B=ini.B.to(W.dtype), N=None if ini.N is None else ini.N.to(W.dtype))
     W_res = residual_weight(Wc, ini.B, ini.N, ini.A, config.scaling).to(W.dtype) if ini.residual else None
     if W_res is not None and not bool(torch.isfinite(W_res).all()):
         raise fail(NonFiniteError, f"{name}.weight", "the residual W − s·BNA must be finite in the base dtype",

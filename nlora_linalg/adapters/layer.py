@@ -101,17 +101,17 @@ class ThreeFactorLinear(nn.Module):
         for p in base.parameters():
             p.requires_grad_(False)
         dtype = weight_matrix(base).dtype
-        self.lora_A = nn.Parameter(A.detach().to(dtype).clone(), requires_grad="A" in trainable)
-        self.lora_N = None if N is None else nn.Parameter(N.detach().to(dtype).clone(), requires_grad="N" in trainable)
-        self.lora_B = nn.Parameter(B.detach().to(dtype).clone(), requires_grad="B" in trainable)
+        self.lora_A = nn.Parameter(A.detach().to(dtype).clone(memory_format=torch.contiguous_format), requires_grad="A" in trainable)
+        self.lora_N = None if N is None else nn.Parameter(N.detach().to(dtype).clone(memory_format=torch.contiguous_format), requires_grad="N" in trainable)
+        self.lora_B = nn.Parameter(B.detach().to(dtype).clone(memory_format=torch.contiguous_format), requires_grad="B" in trainable)
         self.scaling = float(scaling)
         self.dropout = nn.Dropout(dropout) if dropout > 0 else nn.Identity()
         self.merged = False
         empty = A.new_zeros(0)
         B0, N0, A0 = init if init is not None else (empty, None, empty)
-        self.register_buffer("init_B", B0.detach().to(dtype).clone(), persistent=False)
-        self.register_buffer("init_N", empty if N0 is None else N0.detach().to(dtype).clone(), persistent=False)
-        self.register_buffer("init_A", A0.detach().to(dtype).clone(), persistent=False)
+        self.register_buffer("init_B", B0.detach().to(dtype).clone(memory_format=torch.contiguous_format), persistent=False)
+        self.register_buffer("init_N", empty if N0 is None else N0.detach().to(dtype).clone(memory_format=torch.contiguous_format), persistent=False)
+        self.register_buffer("init_A", A0.detach().to(dtype).clone(memory_format=torch.contiguous_format), persistent=False)
 
     @property
     def rank(self) -> int:
