@@ -94,17 +94,26 @@ def rel_fro(W: np.ndarray, What: np.ndarray) -> float:
     return float(np.linalg.norm(W - What) / np.linalg.norm(W))
 
 
-def eckart_young(W: np.ndarray, r: int) -> float:
-    """Optimal relative rank-r error ‖W − [W]_r‖_F / ‖W‖_F from numpy's SVD (sqrt of the tail sum of σ²)."""
+def tail_errors(W: np.ndarray) -> np.ndarray:
+    """e[j] = ‖W − [W]_j‖_F / ‖W‖_F for j = 0..min(m, n), from numpy's SVD.
+
+    Tails are summed from the smallest σ upwards (no ‖W‖² − Σ σ² cancellation), so they stay accurate far below
+    sqrt(eps)·‖W‖.
+    """
     s = np.linalg.svd(W, compute_uv=False)
-    return float(np.sqrt(np.sum(s[r:] ** 2)) / np.sqrt(np.sum(s**2)))
+    tails = np.sqrt(np.cumsum((s**2)[::-1])[::-1])  # tails[j] = sqrt(Σ_{i >= j} σ_i²)
+    return np.r_[tails, 0.0] / tails[0]
+
+
+def eckart_young(W: np.ndarray, r: int) -> float:
+    """Optimal relative rank-r error ‖W − [W]_r‖_F / ‖W‖_F (Eckart–Young), from numpy's SVD."""
+    return float(tail_errors(W)[r])
 
 
 def eckart_young_rank(W: np.ndarray, tol: float) -> int:
-    """Smallest j with ‖W − [W]_j‖_F / ‖W‖_F <= tol (numpy SVD)."""
-    s = np.linalg.svd(W, compute_uv=False)
-    tail = np.sqrt(np.maximum(np.sum(s**2) - np.cumsum(s**2), 0.0)) / np.linalg.norm(s)  # tail[j-1]: rank j
-    return int(np.argmax(tail <= tol)) + 1
+    """Smallest j >= 1 with ‖W − [W]_j‖_F / ‖W‖_F <= tol (numpy SVD)."""
+    e = tail_errors(W)[1:]  # e[j-1]: rank j
+    return int(np.argmax(e <= tol)) + 1
 
 
 def projector(U: np.ndarray) -> np.ndarray:

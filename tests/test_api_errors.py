@@ -99,7 +99,8 @@ def test_non_finite_psd_input_and_factors():
     with raises(NonFiniteError, "A", "1 NaN/Inf entries in shape (5, 5)"):
         psd_nystrom(A, 2)
     W = _W()
-    B, N, Af = torch.ones(6, 2, dtype=torch.float64), torch.eye(2, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64)
+    f64 = dict(dtype=torch.float64)
+    B, N, Af = torch.ones(6, 2, **f64), torch.eye(2, **f64), torch.ones(2, 4, **f64)
     N[1, 1] = math.inf
     with raises(NonFiniteError, "N", "1 NaN/Inf entries in shape (2, 2)"):
         reference_errors(W, B, N, Af)
@@ -120,7 +121,9 @@ def test_unsupported_dtype(dtype):
 
 
 @pytest.mark.parametrize(
-    "shape", [(), (5,), (0, 5), (5, 0), (2, 0, 3), (0, 3, 3)], ids=["0d", "1d", "empty_rows", "empty_cols", "empty_m_batched", "empty_batch"]
+    "shape",
+    [(), (5,), (0, 5), (5, 0), (2, 0, 3), (0, 3, 3)],
+    ids=["0d", "1d", "empty_rows", "empty_cols", "empty_m_batched", "empty_batch"],
 )
 def test_bad_shape(shape):
     """0-D, 1-D and empty-dimension W raise ShapeError naming W and the shape received."""
@@ -340,7 +343,9 @@ def test_psd_nystrom_indefinite_warns_then_raises():
             psd_nystrom(t64(-(X @ X.T)), 3, generator=gen(0))
 
 
-@pytest.mark.parametrize("kwargs, arg, got", [(dict(shift=-1.0), "shift", "-1.0"), (dict(oversample=-1), "oversample", "-1")])
+@pytest.mark.parametrize(
+    "kwargs, arg, got", [(dict(shift=-1.0), "shift", "-1.0"), (dict(oversample=-1), "oversample", "-1")]
+)
 def test_psd_nystrom_bad_parameters(kwargs, arg, got):
     """A negative shift or oversample raises ParameterError naming the parameter."""
     with raises(ParameterError, arg, got):
@@ -350,6 +355,7 @@ def test_psd_nystrom_bad_parameters(kwargs, arg, got):
 def test_reference_errors_shape_mismatch():
     """Factors whose shapes do not fit W raise ParameterError listing the shapes received."""
     W = _W()
-    B, N, A = torch.ones(6, 2, dtype=torch.float64), torch.eye(3, dtype=torch.float64), torch.ones(2, 4, dtype=torch.float64)
+    f64 = dict(dtype=torch.float64)
+    B, N, A = torch.ones(6, 2, **f64), torch.eye(3, **f64), torch.ones(2, 4, **f64)
     with raises(ParameterError, "B, N, A", "(6, 2), (3, 3), (2, 4)"):
         reference_errors(W, B, N, A)

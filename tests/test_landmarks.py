@@ -8,7 +8,7 @@ import scipy.linalg
 import scipy.stats
 import torch
 
-from conftest import DTYPES, gen, low_rank, np64, power_law, spectrum_matrix, t64
+from conftest import DTYPES, gen, low_rank, power_law, spectrum_matrix, t64
 from nlora_linalg import LANDMARK_RULES, Landmarks, register_landmark_rule, select_landmarks
 from nlora_linalg.linalg import kernels
 

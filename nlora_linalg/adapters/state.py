@@ -42,7 +42,8 @@ class AdapterMismatchError(ParameterError):
 
 def _jsonable(value: object) -> object:
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {"kind": getattr(value, "kind", type(value).__name__),
+        kind = getattr(value, "kind", None)
+        return {"kind": kind if isinstance(kind, str) else type(value).__name__,
                 **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, (frozenset, set, tuple, list)):
         items = [_jsonable(v) for v in value]
