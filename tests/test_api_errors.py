@@ -177,18 +177,11 @@ def test_more_landmarks_than_fit(config):
         nystrom_init(_W(12, 10), rank=5, method=config(n_landmarks=11))
 
 
-COUNT_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: select_landmarks documents RankError for a count out of range, but check_int only picks RankError "
-    "when the argument name contains 'rank'/'landmark', so n_rows/n_cols raise plain ParameterError",
-)
-
-
 @pytest.mark.parametrize("arg, kwargs, got", [
-    pytest.param("n_rows", dict(n_rows=0), "0", marks=COUNT_BUG),
-    pytest.param("n_rows", dict(n_rows=7), "7", marks=COUNT_BUG),
-    pytest.param("n_cols", dict(n_rows=2, n_cols=0), "0", marks=COUNT_BUG),
-    pytest.param("n_cols", dict(n_rows=2, n_cols=5), "5", marks=COUNT_BUG),
+    ("n_rows", dict(n_rows=0), "0"),
+    ("n_rows", dict(n_rows=7), "7"),
+    ("n_cols", dict(n_rows=2, n_cols=0), "0"),
+    ("n_cols", dict(n_rows=2, n_cols=5), "5"),
     ("rank", dict(n_rows=2, rank=5), "5"),
 ])
 def test_select_landmarks_counts_out_of_range(arg, kwargs, got):

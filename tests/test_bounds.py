@@ -222,11 +222,7 @@ def test_apriori_expectation_bound_holds_on_average(config, alpha):
     assert np.mean(errors) <= c * eckart_young(W, r) * (1 + 1e-12)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: GeneralizedNystrom.apriori_factor returns inf (not None) when the theorem's hypothesis "
-    "k > r + 1 fails, e.g. rank 1 (k = 2) or k capped at min(m, n)",
-)
+# Non-regression (issue #2): apriori_factor returned inf when k > r + 1 failed.
 @pytest.mark.parametrize("rank", [1, 30])
 def test_generalized_apriori_factor_is_none_or_finite(rank):
     """apriori_factor is either None (no theorem) or a finite multiplier."""
@@ -266,12 +262,7 @@ def test_rank_for_tolerance_is_a_certified_upper_estimate(p, tol):
     assert est.bound.item() ** 2 >= eckart_young(W, est.rank) ** 2 - 1e-12
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on a fast-decaying spectrum the later QB blocks are pure rounding noise; orth() of the re-projected "
-    "noise is not orthogonal to Q, so ‖QᵀW‖ exceeds ‖W‖, the clamped error hits 0 and a far too small rank is "
-    "returned with bound 0",
-)
+# Non-regression (issue #2): rounding-noise QB blocks were not orthogonal to Q; too small a rank with bound 0.
 @pytest.mark.parametrize("tol", [3e-6, 1e-7])
 def test_rank_for_tolerance_on_geometric_decay(tol):
     """σ_j = 10^(−j/3): the rank is >= the Eckart–Young rank and the bound is >= the Eckart–Young error there."""
@@ -289,13 +280,8 @@ def test_rank_for_tolerance_batched_takes_the_max():
     assert est.rank == 5 and est.bound.shape == (3,)
 
 
-REBUILD_BUG = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: nystrom_init(tol=...) certifies one build in _rank_meeting, then rebuilds with the advanced "
-    "generator and returns that uncertified result (the derandomized CI examples hit it for these methods)",
-)
-TOL_METHODS = [pytest.param(m, marks=REBUILD_BUG) if m in ("cross", "generalized", "optimal_core") else m
-               for m in sorted(METHODS)]
+# Non-regression (issue #2): nystrom_init(tol=...) returned a rebuilt, uncertified result.
+TOL_METHODS = sorted(METHODS)
 
 
 @pytest.mark.parametrize("method", TOL_METHODS)
@@ -309,7 +295,7 @@ def test_nystrom_init_tol_meets_tolerance(method, p, tol):
     assert f.B.shape[-1] == f.rank
 
 
-@REBUILD_BUG
+# Non-regression (issue #2): the certified build is the one returned.
 def test_nystrom_init_tol_returns_the_certified_build():
     """With a randomized landmark method the returned result still has bound <= tol."""
     W = spectrum_matrix(40, 30, power_law(30, 0.5), 17)

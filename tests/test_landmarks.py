@@ -270,11 +270,7 @@ def test_duplicated_column_never_picked_twice(rule, k):
     assert (cols == 0).any(-1).mean() + (cols == n - 1).any(-1).mean() > 0.5  # the dominant column is usually taken
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: adaptive draws blocks of ceil(k/8) pivots from the same residual, so for k >= 9 both copies of a "
-    "duplicated dominant column land in one block (the second adds nothing) although independent columns remain",
-)
+# Non-regression (issue #2): blocked adaptive pivots took both copies of a duplicated column.
 def test_adaptive_blocked_never_picks_duplicate_twice():
     """With k = 16 (block size 2) ``adaptive`` still never takes both copies of a duplicated column."""
     W = _with_duplicate(20, 2)

@@ -15,10 +15,11 @@ from torch import Tensor
 from . import kernels
 from .bounds import ERROR_ESTIMATORS, ErrorCheck, ErrorEstimator
 from .kernels import SVDFactors
-from .methods import METHODS, Method
+from .methods import METHODS, Approximation, Method
 from .policy import (
     NumericalWarning,
     ParameterError,
+    RankError,
     ShapeError,
     check_generator,
     check_int,
@@ -143,17 +144,28 @@ def _resolve(value: object, registry: dict, arg: str, kinds: tuple[type, ...] = 
     raise fail(ParameterError, arg, f"must be a registered name {sorted(registry)} or a config instance", repr(value))
 
 
-def _factorise(
-    W3: Tensor, rank: int, method: Method, estimator: ErrorEstimator, generator: torch.Generator
-) -> tuple[object, ErrorCheck, float, float]:
+class _Factorised(NamedTuple):
+    approx: object  # methods.Approximation
+    factors: tuple[Tensor, Tensor, Tensor]  # B, N, A in the output dtype, batched (b, ...)
+    check: ErrorCheck
+    t_build: float
+    t_check: float
+
+
+def _factorise(W3: Tensor, build: Callable[[], object], balance_fn: Balance, estimator: ErrorEstimator,
+               generator: torch.Generator, out_dtype: torch.dtype) -> _Factorised:
+    """Build, balance, cast to ``out_dtype``, then certify the factors actually returned (after rounding)."""
     _sync(W3.device)
     t0 = time.perf_counter()
-    approx = method.build(W3, rank, generator)
+    approx = build()
+    B, N, A = (t.to(out_dtype) for t in balance_fn(*approx.svd))
     _sync(W3.device)
     t1 = time.perf_counter()
-    check = estimator.check(W3, approx.svd, generator)
+    r = N.shape[-1]
+    returned = SVDFactors(B.to(W3.dtype) @ N.to(W3.dtype), W3.new_ones(W3.shape[0], r), A.to(W3.dtype))
+    check = estimator.check(W3, returned, generator)
     _sync(W3.device)
-    return approx, check, t1 - t0, time.perf_counter() - t1
+    return _Factorised(approx, (B, N, A), check, t1 - t0, time.perf_counter() - t1)
 
 
 def nystrom_init(
@@ -227,7 +239,7 @@ def nystrom_init(
     if (rank is None) == (tol is None):
         raise fail(ParameterError, "rank, tol", "exactly one must be given", f"rank={rank!r}, tol={tol!r}")
     if rank is not None:
-        check_int(rank, "rank", 1, min(m, n))
+        check_int(rank, "rank", 1, min(m, n), RankError)
         method_cfg.check(rank, m, n)
     else:
         check_open_unit(tol, "tol")
@@ -235,37 +247,38 @@ def nystrom_init(
     generator, seed = make_generator(generator, W.device)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))
     if rank is None:
-        rank = _rank_meeting(W3, tol, method_cfg, estimator, generator)
-    approx, check, t_build, t_check = _factorise(W3, rank, method_cfg, estimator, generator)
-    return _assemble(W, batch, rank, method_name, method_cfg, balance, balance_fn, seed, approx, check,
-                     estimator.kind, 0.0, t_build, t_check)
+        rank, res = _rank_meeting(W3, tol, method_cfg, balance_fn, estimator, generator, W.dtype)
+    else:
+        res = _factorise(W3, lambda: method_cfg.build(W3, rank, generator), balance_fn, estimator, generator, W.dtype)
+    return _assemble(W, batch, rank, method_name, method_cfg, balance, seed, res, estimator.kind, 0.0)
 
 
-def _rank_meeting(W3: Tensor, tol: float, method: Method, estimator: ErrorEstimator, g: torch.Generator) -> int:
+def _rank_meeting(W3, tol, method, balance_fn, estimator, g, out_dtype) -> tuple[int, _Factorised]:
+    """Smallest certified rank, raised by 25 % until the returned factorisation's own bound meets ``tol``."""
     full = min(W3.shape[-2:])
-    rank = _rank_for_tolerance(W3, tol, None, g).ranks.max().item()
+    rank = _rank_for_tolerance(W3, tol, None, g).rank
     while True:
         method.check(rank, *W3.shape[-2:])
-        approx = method.build(W3, rank, g)
-        if bool((estimator.check(W3, approx.svd, g).bound <= tol).all()) or rank == full:
-            return rank
+        res = _factorise(W3, lambda: method.build(W3, rank, g), balance_fn, estimator, g, out_dtype)
+        if bool((res.check.bound <= tol).all()) or rank == full:
+            return rank, res
         rank = min(full, math.ceil(1.25 * rank) + 1)
 
 
-def _assemble(W, batch, rank, name, cfg, balance, balance_fn, seed, approx, check, error_kind, shift, t_build, t_check):
-    U, s, Vh = approx.svd
-    B, N, A = balance_fn(U, s, Vh)
+def _assemble(W, batch, rank, name, cfg, balance, seed, res: _Factorised, error_kind, shift):
+    approx, (B, N, A), check = res.approx, res.factors, res.check
+    s = approx.svd.sigma
 
     def out(t: Tensor, dtype: torch.dtype | None = None) -> Tensor:
         return t.reshape((*batch, *t.shape[1:])).to(dtype or t.dtype)
 
     return LowRankFactors(
-        B=out(B, W.dtype), N=out(N, W.dtype), A=out(A, W.dtype), sigma=out(s, torch.float64),
+        B=out(B), N=out(N), A=out(A), sigma=out(s, torch.float64),
         rows=out(approx.rows), cols=out(approx.cols), method=name, config=cfg, balance=balance, seed=seed,
         rank=rank, effective_rank=out(approx.effective_rank), cutoff=float(approx.cutoff), shift=float(shift),
         error=out(check.error), error_kind=error_kind, bound=out(check.bound),
         delta=check.delta, spectral_bound=out(check.spectral_bound),
-        apriori_factor=cfg.apriori_factor(rank, *W.shape[-2:]), time_s=t_build, check_time_s=t_check,
+        apriori_factor=cfg.apriori_factor(rank, *W.shape[-2:]), time_s=res.t_build, check_time_s=res.t_check,
     )
 
 
@@ -288,23 +301,27 @@ def _rank_for_tolerance(W3: Tensor, tol: float, block: int | None, g: torch.Gene
     full = min(m, n)
     block = block or max(8, math.ceil(full / 32))
     w2 = kernels.fro2(W3)  # (b,)
+    margin = max(m, n) * eps(W3.dtype) * w2  # (b,) rounding level of ‖W‖² − Σσ̃² (float64 accumulation of fp sums)
     Q = W3.new_zeros(b, m, 0)
     Bm = W3.new_zeros(b, 0, n)
     while Q.shape[-1] < full:
         t = min(block, full - Q.shape[-1])
         Y = W3 @ kernels.gaussian((b, n, t), W3, g)  # (b, m, t)
         Y = W3 @ (W3.mT @ Y)  # one power iteration sharpens the basis on flat spectra
-        for _ in range(2):
-            Y = Y - Q @ (Q.mT @ Y)  # block re-orthogonalisation (CGS2)
-        Qi = kernels.orth(Y)  # (b, m, t)
-        Q, Bm = torch.cat([Q, Qi], -1), torch.cat([Bm, Qi.mT @ W3], -2)
+        Qi = kernels.orth(Y - Q @ (Q.mT @ Y))  # (b, m, t)
+        Qi = kernels.orth(Qi - Q @ (Q.mT @ Qi))  # re-orthogonalise after normalising (a rounding-noise block
+        Q, Bm = torch.cat([Q, Qi], -1), torch.cat([Bm, Qi.mT @ W3], -2)  # is otherwise not orthogonal to Q)
         if bool(((w2 - kernels.fro2(Bm)) <= tol**2 * w2).all()):  # ‖W − QQᵀW‖² = ‖W‖² − ‖QᵀW‖² (Yu, Gu & Li 2018)
             break
     s2 = torch.linalg.svdvals(Bm).double() ** 2  # (b, K)
-    err2 = (w2.unsqueeze(-1) - torch.cumsum(s2, -1)).clamp_min(0) / w2.unsqueeze(-1)  # (b, K): rank j+1
-    meets = err2 <= tol**2
+    err2 = (w2.unsqueeze(-1) - torch.cumsum(s2, -1)).clamp_min(0) + margin.unsqueeze(-1)  # (b, K), rank j + 1
+    rel2 = err2 / torch.where(w2 > 0, w2, torch.ones_like(w2)).unsqueeze(-1)
+    rel2 = torch.where(w2.unsqueeze(-1) > 0, rel2, torch.zeros_like(rel2))
+    meets = rel2 <= tol**2
+    last = rel2.shape[-1] - 1
     ranks = torch.where(meets.any(-1), meets.int().argmax(-1) + 1, torch.full_like(w2, full, dtype=torch.int64))
-    bound = torch.where(meets.any(-1), err2.gather(-1, (ranks - 1).clamp_max(err2.shape[-1] - 1).unsqueeze(-1)).squeeze(-1).sqrt(), torch.zeros_like(w2))
+    at = torch.where(meets.any(-1), ranks - 1, torch.full_like(ranks, last)).clamp_max(last)
+    bound = rel2.gather(-1, at.unsqueeze(-1)).squeeze(-1).sqrt()  # at full rank: the rounding level
     return RankEstimate(int(ranks.max()), ranks, bound, Q.shape[-1])
 
 
@@ -319,8 +336,10 @@ def rank_for_tolerance(
     indicator (exact, by orthogonality) meets tol (Yu, Gu & Li 2018, "Efficient randomized algorithms for the
     fixed-precision low-rank matrix approximation", SIMAX 39(3), Alg. 2 randQB_EI); the SVD σ̃ of QᵀW then
     gives the exact error of every rank-j truncation U_j = QŨ_j, and the smallest j meeting tol is returned.
-    The certificate is deterministic (up to rounding of order eps·‖W‖_F²); the rank is an upper bound on the
-    Eckart–Young rank for tol, usually equal to it.
+    The certificate is deterministic; a rounding margin max(m, n)·eps(dtype)·‖W‖_F² is added to every squared
+    error, so tolerances below about √(max(m, n)·eps) (≈ 7e-3 for float32 at n = 4096) cannot be certified and
+    give rank min(m, n), whose bound is that rounding level. The rank is an upper bound on the Eckart–Young rank
+    for tol, usually equal to it.
 
     Args:
         W: (*, m, n) real tensor. tol: in (0, 1). block: columns added per step (default max(8, ⌈min(m,n)/32⌉)).
@@ -391,7 +410,7 @@ def paper_slices(W: Tensor, rank: int) -> LowRankFactors:
     """
     check_matrix(W)
     m, n = W.shape[-2:]
-    check_int(rank, "rank", 1, min(m, n))
+    check_int(rank, "rank", 1, min(m, n), RankError)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))
     t0 = time.perf_counter()
     B, N, A = W3[..., :, :rank], W3[..., :rank, :rank], W3[..., :rank, :]
@@ -433,13 +452,14 @@ def _psd_sketch(A: Tensor, k: int, rank: int, shift: float | None, g: torch.Gene
     Omega = kernels.gaussian((A.shape[0], n, k), A, g)  # (b, n, k)
     Y = A @ Omega  # (b, n, k)
     nu = math.sqrt(n) * eps(A.dtype) * float(torch.linalg.vector_norm(Y, dim=(-2, -1)).max()) if shift is None else shift
+    nu = nu if nu > 0 or shift is not None else eps(A.dtype)  # A = 0 (Y = 0): any ν > 0 makes the core PD
     for attempt in range(8):
         Ynu = Y + nu * Omega  # shifted sketch (Tropp et al. 2017, Alg. 3, step 3)
         core = Omega.mT @ Ynu  # (b, k, k)
         L, info = torch.linalg.cholesky_ex(0.5 * (core + core.mT))
         if not bool(info.any()):
             break
-        nu = max(nu * 10, eps(A.dtype) * float(torch.linalg.matrix_norm(core, ord=2).max()))
+        nu = max(nu * 10, eps(A.dtype) * float(torch.linalg.matrix_norm(core, ord=2).max()), eps(A.dtype))
         warnings.warn(f"psd_nystrom: Cholesky of the shifted core failed; shift raised to {nu:.3e}", NumericalWarning,
                       stacklevel=3)
     else:
@@ -447,7 +467,8 @@ def _psd_sketch(A: Tensor, k: int, rank: int, shift: float | None, g: torch.Gene
                    f"final shift {nu:.3e}")
     Bm = torch.linalg.solve_triangular(L, Ynu.mT, upper=False).mT  # (b, n, k) = Y_ν L^{-T}
     U, S, _ = torch.linalg.svd(Bm, full_matrices=False)
-    lam = (S[..., :rank] ** 2 - nu).clamp_min(0)  # remove the shift (Alg. 3, step 7)
+    lam = S[..., :rank] ** 2 - nu  # remove the shift (Alg. 3, step 7); what is left of ν is rounding: drop it
+    lam = torch.where(lam > 10 * k * eps(A.dtype) * nu, lam, torch.zeros_like(lam))
     return SVDFactors(U[..., :rank], lam, U[..., :rank].mT), nu
 
 
@@ -493,7 +514,7 @@ def psd_nystrom(
     n = A.shape[-1]
     if A.shape[-2] != n:
         raise fail(ShapeError, "A", "must be square (*, n, n)", tuple(A.shape))
-    check_int(rank, "rank", 1, n)
+    check_int(rank, "rank", 1, n, RankError)
     over = rank if oversample is None else check_int(oversample, "oversample", 0)
     if shift is not None and (isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift >= 0):
         raise fail(ParameterError, "shift", "must be None or a float >= 0", repr(shift))
@@ -505,17 +526,14 @@ def psd_nystrom(
     if bool((asym > 100 * n * eps(A3.dtype)).any()):
         raise fail(NotPSDError, "A", "must be symmetric", f"relative asymmetry {float(asym.max()):.3e}")
     k = min(n, rank + over)
-    _sync(A3.device)
-    t0 = time.perf_counter()
-    svd, nu = _psd_sketch(A3, k, rank, None if shift is None else float(shift), generator)
-    _sync(A3.device)
-    t1 = time.perf_counter()
-    check = estimator.check(A3, svd, generator)
-    _sync(A3.device)
     eff = torch.full((A3.shape[0],), k, dtype=torch.int64, device=A.device)
     none = torch.zeros(A3.shape[0], 0, dtype=torch.int64, device=A.device)
-    from .methods import Approximation
+    shifts = []
 
-    approx = Approximation(svd, none, none, eff, 0.0)
-    return _assemble(A, batch, rank, "psd_nystrom", PSDNystrom(k, shift), "svd", BALANCES["svd"], seed, approx, check,
-                     estimator.kind, nu, t1 - t0, time.perf_counter() - t1)
+    def build():
+        svd, nu = _psd_sketch(A3, k, rank, None if shift is None else float(shift), generator)
+        shifts.append(nu)
+        return Approximation(svd, none, none, eff, 0.0)
+
+    res = _factorise(A3, build, BALANCES["svd"], estimator, generator, A.dtype)
+    return _assemble(A, batch, rank, "psd_nystrom", PSDNystrom(k, shift), "svd", seed, res, estimator.kind, shifts[0])

@@ -26,6 +26,7 @@ from .policy import (
     lookup,
     make_generator,
     ParameterError,
+    RankError,
 )
 
 __all__ = ["Landmarks", "LANDMARK_RULES", "register_landmark_rule", "select_landmarks"]
@@ -122,37 +123,52 @@ def leverage_sketch(W: Tensor, rank: int, n_rows: int, n_cols: int, generator: t
 def pivoted_columns(W: Tensor, k: int, block: int, generator: torch.Generator | None) -> tuple[Tensor, Tensor]:
     """Column pivots of W by (randomly) pivoted, blocked Gram–Schmidt on the residual; (b, m, n) -> (b, k), (b, n).
 
-    Step j picks ``block`` columns: at random with probability ∝ d_i = ‖(I − QQᵀ)W(:, i)‖² when ``generator``
-    is given (randomly pivoted QR, i.e. RPCholesky on WᵀW: Chen, Epperly, Tropp & Webber 2023, Alg. 1 and its
-    block variant, Alg. 3), greedily by the largest d_i otherwise (QR with column pivoting, Businger & Golub 1965).
-    The new columns are orthogonalised twice against Q (CGS2), directions with a negligible residual
-    (|R_ii| <= eps·max(m, n)·max‖W(:, i)‖) are dropped, and d is downdated with one pass QᵀW.
+    Each round draws up to ``block`` candidate columns: at random with probability ∝ d_i = ‖(I − QQᵀ)W(:, i)‖²
+    when ``generator`` is given (randomly pivoted QR, i.e. RPCholesky on WᵀW: Chen, Epperly, Tropp & Webber 2023,
+    Alg. 1, and its block variant), greedily by the largest d_i otherwise (QR with column pivoting, Businger &
+    Golub 1965). Candidates are orthogonalised one at a time, twice, against the accepted basis (CGS2); one whose
+    residual is negligible (<= eps·max(m, n)·max_i‖W(:, i)‖, e.g. a duplicate of a column in the same block) is
+    rejected and never drawn again. d is downdated with one pass QᵀW per round. Once every remaining residual is
+    at rounding level (rank(W) < k), the missing pivots are filled by the initial scores (greedy) or uniformly
+    (random), so they do not depend on rounding noise.
     Returns the pivots and the initial squared column norms.
     """
     b, m, n = W.shape
     d = (W * W).sum(-2)  # (b, n) squared residual column norms
     scores = d.clone()
-    tol = eps(W.dtype) * max(m, n) * scores.max(-1, keepdim=True).values.sqrt()  # (b, 1)
+    top = scores.max(-1, keepdim=True).values  # (b, 1)
+    tol = eps(W.dtype) * max(m, n) * top.sqrt()  # (b, 1) negligible residual norm
+    exhausted_level = eps(W.dtype) * max(m, n) * top  # (b, 1) rounding level of the downdated d
     available = torch.ones_like(d, dtype=torch.bool)
+    picks = torch.zeros(b, k, dtype=torch.int64, device=W.device)
+    count = torch.zeros(b, dtype=torch.int64, device=W.device)
+    rows = torch.arange(b, device=W.device)
     Q = W.new_zeros(b, m, 0)
-    picks = []
-    while sum(p.shape[-1] for p in picks) < k:
-        t = min(block, k - sum(p.shape[-1] for p in picks))
+    while bool((count < k).any()):
+        t = min(block, k - int(count.min()))
+        exhausted = (d.masked_fill(~available, 0) <= exhausted_level).all(-1)  # (b,)
         if generator is None:
-            idx = kernels.greedy_top(d, t, available)  # (b, t)
+            keys = torch.where(exhausted.unsqueeze(-1), scores, d)
+            idx = kernels.greedy_top(keys, t, available)  # (b, t)
         else:
-            idx = kernels.sample_without_replacement(d, t, generator, available)  # (b, t)
-        C = torch.gather(W, 2, idx.unsqueeze(1).expand(b, m, t))  # (b, m, t)
-        for _ in range(2):
-            C = C - Q @ (Q.mT @ C)  # CGS2 against the accepted basis
-        Qb, Rb = torch.linalg.qr(C, mode="reduced")  # (b, m, t), (b, t, t)
-        Qb = Qb * (Rb.diagonal(dim1=-2, dim2=-1).abs() > tol).unsqueeze(-2)  # drop negligible directions
-        d = (d - ((Qb.mT @ W) ** 2).sum(-2)).clamp_min(0)  # (b, n) downdate
+            keys = torch.where(exhausted.unsqueeze(-1), available.to(d.dtype), d)
+            idx = kernels.sample_without_replacement(keys, t, generator, available)  # (b, t)
         available = available.scatter(1, idx, False)
-        d = d.masked_fill(~available, 0)
-        Q = torch.cat([Q, Qb], dim=-1)
-        picks.append(idx)
-    return torch.cat(picks, dim=-1), scores
+        start = Q.shape[-1]
+        for j in range(t):
+            c = torch.gather(W, 2, idx[:, j].view(b, 1, 1).expand(b, m, 1))  # (b, m, 1)
+            for _ in range(2):
+                c = c - Q @ (Q.mT @ c)  # CGS2 against the accepted basis
+            norm = torch.linalg.vector_norm(c, dim=-2)  # (b, 1)
+            strong = norm > tol  # (b, 1)
+            accept = (strong.squeeze(-1) | exhausted) & (count < k)  # (b,)
+            keep = (strong & accept.unsqueeze(-1)).unsqueeze(-1)  # (b, 1, 1)
+            Q = torch.cat([Q, torch.where(keep, c / norm.clamp_min(1e-300).unsqueeze(-1), 0.0)], -1)
+            picks[rows[accept], count[accept]] = idx[accept, j]
+            count = count + accept.long()
+        Qnew = Q[..., start:]  # (b, m, t)
+        d = (d - ((Qnew.mT @ W) ** 2).sum(-2)).clamp_min(0).masked_fill(~available, 0)  # (b, n) downdate
+    return picks, scores
 
 
 def adaptive_block(k: int) -> int:
@@ -225,9 +241,9 @@ def select_landmarks(
     fn = lookup(LANDMARK_RULES, rule, "rule")
     m, n = W.shape[-2:]
     n_cols = n_rows if n_cols is None else n_cols
-    check_int(n_rows, "n_rows", 1, m)
-    check_int(n_cols, "n_cols", 1, n)
-    rank = min(n_rows, n_cols) if rank is None else check_int(rank, "rank", 1, min(m, n))
+    check_int(n_rows, "n_rows", 1, m, RankError)
+    check_int(n_cols, "n_cols", 1, n, RankError)
+    rank = min(n_rows, n_cols) if rank is None else check_int(rank, "rank", 1, min(m, n), RankError)
     check_generator(generator, W.device)
     generator, _ = make_generator(generator, W.device)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))

@@ -151,7 +151,8 @@ class GeneralizedNystrom:
         if self.power_iters:
             return None
         k, ell = self.sizes(rank, m, n)
-        return 1 + 2 * math.sqrt((1 + tyuc_f(k, ell)) * (1 + tyuc_f(rank, k)))
+        factor = 1 + 2 * math.sqrt((1 + tyuc_f(k, ell)) * (1 + tyuc_f(rank, k)))
+        return factor if math.isfinite(factor) else None  # the theorem needs r < k − 1 and k < ℓ − 1
 
 
 def _landmark_count(n_landmarks: int | None, rank: int, default: int) -> int:

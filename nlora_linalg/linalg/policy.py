@@ -97,13 +97,13 @@ def check_matrix(x: object, arg: str = "W") -> Tensor:
     return x
 
 
-def check_int(value: object, arg: str, low: int, high: int | None = None) -> int:
-    """Validate an integer in [low, high] (high inclusive, None for unbounded) and return it."""
+def check_int(value: object, arg: str, low: int, high: int | None = None, cls: type = ParameterError) -> int:
+    """Validate an integer in [low, high] (high inclusive, None for unbounded) and return it; raises ``cls``."""
     if isinstance(value, bool) or not isinstance(value, int):
         raise fail(TypeError, arg, "must be an int", repr(value))
     if value < low or (high is not None and value > high):
         rule = f"must satisfy {low} <= {arg}" + (f" <= {high}" if high is not None else "")
-        raise fail(RankError if "rank" in arg or "landmark" in arg else ParameterError, arg, rule, value)
+        raise fail(cls, arg, rule, value)
     return value
 
 

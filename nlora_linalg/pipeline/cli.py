@@ -21,7 +21,7 @@ def _parser() -> argparse.ArgumentParser:
                                  "three-factor adapters on real data, offline.")
     ap.add_argument("--model", default="minilm", help=f"one of {sorted(MODELS)} or a local HF model folder")
     ap.add_argument("--task", default="rotten_tomatoes", help=f"one of {sorted(DATASETS)}")
-    ap.add_argument("--init", default="nlora", help=f"one of {sorted(INITS)}")
+    ap.add_argument("--init", default="nlora", help=f"one of {sorted(INITS)}, or 'none' (train the task head only)")
     ap.add_argument("--landmarks", default=None, help=f"nlora/inttune only: 'gaussian' or one of {sorted(LANDMARK_RULES)}")
     ap.add_argument("--rank", type=int, default=8)
     ap.add_argument("--alpha", type=float, default=None, help="scaling s = alpha/rank (default alpha = rank)")
@@ -77,7 +77,8 @@ def parse_args(argv: list[str] | None = None) -> tuple[RunConfig, bool]:
     config = RunConfig(
         model=ModelConfig(a.model, a.dtype, a.max_length, a.model_dropout),
         data=DataConfig(a.task, a.data_seed, a.val_size, a.test_size, a.train_size),
-        adapter=AdapterConfig(init, a.rank, a.alpha, a.rslora, _targets(a.targets), a.adapter_dropout, trainable, a.seed),
+        adapter=None if a.init == "none" else
+        AdapterConfig(init, a.rank, a.alpha, a.rslora, _targets(a.targets), a.adapter_dropout, trainable, a.seed),
         train=TrainConfig(lr=a.lr, head_lr=a.head_lr, steps=a.steps, batch_size=a.batch_size, grad_accum=a.grad_accum,
                           warmup=a.warmup, schedule=a.schedule, weight_decay=a.weight_decay, clip=a.clip,
                           eval_every=a.eval_every, eval_size=a.eval_size, eval_batch_size=a.eval_batch_size,

@@ -105,11 +105,14 @@ class TrainConfig:
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """One fine-tuning run: model, data, adapter and training configs, and the output folder."""
+    """One fine-tuning run: model, data, adapter and training configs, and the output folder.
+
+    ``adapter=None`` trains the task head alone (the baseline for IntTune's parameter budget).
+    """
 
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
-    adapter: AdapterConfig = field(default_factory=AdapterConfig)
+    adapter: AdapterConfig | None = field(default_factory=AdapterConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     out_dir: str = "results/finetune/run"
 
@@ -266,8 +269,15 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
     data = load_dataset(config.data)
     task = build_task(config.model, data, device)
     model = task.model
-    report = inject_adapters(model, config.adapter)
     head = set(task.head)
+    if config.adapter is None and not head:
+        raise fail(ParameterError, "adapter", "may be None only for models with a task head (encoders)", None)
+    if config.adapter is None:
+        report = None
+        for p in model.parameters():
+            p.requires_grad_(False)
+    else:
+        report = inject_adapters(model, config.adapter)
     for n, p in model.named_parameters():
         if n in head:
             p.requires_grad_(True)
@@ -351,7 +361,8 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
     result = RunResult(str(out), test_acc, zero_shot, val_acc, losses[-1] if losses else float("nan"), tuple(losses),
                        trainable, data.split_hash, time.perf_counter() - t_start, ckpt["step"] if ckpt else None)
     if rank == 0:
-        save_adapter(model, out / "adapter", report)
+        if report is not None:
+            save_adapter(model, out / "adapter", report)
         (out / "summary.json").write_text(json.dumps(dataclasses.asdict(result), indent=2))
     if world > 1:
         torch.distributed.barrier()
