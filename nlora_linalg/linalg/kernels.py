@@ -95,6 +95,18 @@ def svd_of_product(F: Tensor, G: Tensor, rank: int) -> SVDFactors:
     return SVDFactors(U, S[..., :rank], Vh)
 
 
+def wide_svd(M: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Thin SVD of a wide (b, k, n) matrix, k <= n, through the QR of Mᵀ: Mᵀ = Q₂R₂, R₂ᵀ = XΣYᵀ, M = XΣ(Q₂Y)ᵀ.
+
+    Same result as ``torch.linalg.svd(M, full_matrices=False)`` (Golub & Van Loan, 4th ed., Sec. 8.6.3,
+    R-bidiagonalisation), but LAPACK's gesdd on a 16×4096 matrix is about 10× slower here than one tall QR.
+    Returns (X (b, k, k), Σ (b, k), Vh (b, k, n)).
+    """
+    Q2, R2 = torch.linalg.qr(M.mT, mode="reduced")  # (b, n, k), (b, k, k)
+    X, S, Yh = torch.linalg.svd(R2.mT)  # (b, k, k) each
+    return X, S, Yh @ Q2.mT
+
+
 def truncated_pinv_parts(U: Tensor, rcond: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """Factors of the ε-truncated pseudo-inverse U⁺_ε = H diag(1/s) Pᵀ of U: (b, p, q).
 

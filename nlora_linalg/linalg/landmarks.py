@@ -116,7 +116,7 @@ def leverage_sketch(W: Tensor, rank: int, n_rows: int, n_cols: int, generator: t
     """
     ell = min(2 * rank + 8, *W.shape[-2:])
     Q = kernels.range_finder(W, ell, 1, generator)  # (b, m, ℓ)
-    Ut, _, Vh = torch.linalg.svd(Q.mT @ W, full_matrices=False)  # (b, ℓ, ℓ), (b, ℓ), (b, ℓ, n)
+    Ut, _, Vh = kernels.wide_svd(Q.mT @ W)  # (b, ℓ, ℓ), (b, ℓ), (b, ℓ, n)
     return _leverage(Q @ Ut[..., :rank], Vh[..., :rank, :], n_rows, n_cols, generator)
 
 

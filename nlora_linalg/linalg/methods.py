@@ -272,7 +272,7 @@ class OptimalCoreNystrom:
 
 def project_truncate(W: Tensor, Q: Tensor, rank: int) -> SVDFactors:
     """Best rank-r approximation of W within range(Q): Ŵ_r = Q [QᵀW]_r (HMT 2011, Alg. 5.1); Q: (b, m, k)."""
-    Ut, S, Vh = torch.linalg.svd(Q.mT @ W, full_matrices=False)  # (b, k, k), (b, k), (b, k, n)
+    Ut, S, Vh = kernels.wide_svd(Q.mT @ W)  # (b, k, k), (b, k), (b, k, n)
     return SVDFactors(Q @ Ut[..., :rank], S[..., :rank], Vh[..., :rank, :])
 
 

@@ -10,7 +10,6 @@ Three task kinds:
 
 from __future__ import annotations
 
-import json
 import pathlib
 from dataclasses import dataclass
 from typing import Callable
@@ -43,8 +42,9 @@ _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torc
 
 @dataclass(frozen=True, slots=True)
 class ModelConfig:
-    """Which model: a name in :data:`MODELS` or a local HF folder; dtype of its weights; max input tokens;
-    dropout: None keeps the model's own, a float in [0, 1) overrides every dropout probability in its config."""
+    """Which model: a name in :data:`MODELS`, a local HF folder, or a hub id ``org/name`` (needs network, so not
+    here); dtype of its weights; max input tokens; dropout: None keeps the model's own, a float in [0, 1)
+    overrides every dropout probability in its config."""
 
     name: str = "minilm"
     dtype: str = "float32"
@@ -52,9 +52,11 @@ class ModelConfig:
     dropout: float | None = None
 
     def __post_init__(self) -> None:
-        if self.name not in MODELS and not (pathlib.Path(self.name) / "config.json").exists():
-            raise fail(UnknownNameError, "model", f"must be one of {sorted(MODELS)} or a local HF model folder",
-                       repr(self.name))
+        local = (pathlib.Path(self.name) / "config.json").exists()
+        hub_id = self.name.count("/") == 1 and not pathlib.Path(self.name).exists()
+        if self.name not in MODELS and not local and not hub_id:
+            raise fail(UnknownNameError, "model", f"must be one of {sorted(MODELS)}, a local HF model folder or a "
+                       "hub id 'org/name'", repr(self.name))
         if self.dtype not in _DTYPES:
             raise fail(ParameterError, "dtype", f"must be one of {sorted(_DTYPES)}", repr(self.dtype))
         if isinstance(self.max_length, bool) or not isinstance(self.max_length, int) or self.max_length < 8:
@@ -62,20 +64,26 @@ class ModelConfig:
         if self.dropout is not None and not (isinstance(self.dropout, (int, float)) and 0 <= self.dropout < 1):
             raise fail(ParameterError, "model_dropout", "must be None or in [0, 1)", repr(self.dropout))
 
-    def path(self) -> pathlib.Path:
-        return MODELS[self.name][0]() if self.name in MODELS else pathlib.Path(self.name)
+    def path(self) -> pathlib.Path | str:
+        """A local folder (registered models are located or converted first), or the hub id itself."""
+        if self.name in MODELS:
+            return MODELS[self.name][0]()
+        return pathlib.Path(self.name) if pathlib.Path(self.name).exists() else self.name
 
     def kind(self) -> str:
+        """``causal`` when the config's architectures name a *ForCausalLM class, else ``encoder``."""
         if self.name in MODELS:
             return MODELS[self.name][1]
-        cfg = json.loads((self.path() / "config.json").read_text())
-        return "causal" if any(a.endswith("ForCausalLM") for a in cfg.get("architectures", [])) else "encoder"
+        from transformers import AutoConfig
+
+        archs = AutoConfig.from_pretrained(str(self.path())).architectures or []
+        return "causal" if any(a.endswith("ForCausalLM") for a in archs) else "encoder"
 
 
 @dataclass
 class Task:
     """A model with its task logic. ``loss(model, batch)`` -> scalar (``model`` may be the DDP wrapper);
-    ``score(model, examples, batch_size)`` -> accuracy (classification) or exact match (generation); ``head``
+    ``score(model, examples, batch_size, progress)`` -> accuracy (classification) or exact match (generation); ``head``
     lists the names of task-head parameters that train besides the adapters."""
 
     model: nn.Module
@@ -84,7 +92,7 @@ class Task:
     task_type: str
     collate: Callable[[list[Example]], dict]
     loss: Callable[[nn.Module, dict], Tensor]
-    score: Callable[[nn.Module, list[Example], int], float]
+    score: Callable[[nn.Module, list[Example], int, bool], float]
     head: tuple[str, ...]
 
 
@@ -120,9 +128,13 @@ def build_task(model_cfg: ModelConfig, data: Dataset, device: torch.device) -> T
     return _generation_task(model, tok, template, model_cfg.max_length, device)
 
 
-def _batched(examples: list[Example], size: int):
-    for i in range(0, len(examples), size):
-        yield examples[i : i + size]
+def _batched(examples: list[Example], size: int, progress: bool = False):
+    chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
+    if not progress:
+        return chunks
+    from tqdm.auto import tqdm
+
+    return tqdm(chunks, desc="eval", leave=False)
 
 
 def _encoder_task(model, tok, max_length, device, head) -> Task:
@@ -134,9 +146,9 @@ def _encoder_task(model, tok, max_length, device, head) -> Task:
         return net(**batch).loss
 
     @torch.no_grad()
-    def score(net, exs, batch_size):
+    def score(net, exs, batch_size, progress=False):
         correct = 0
-        for chunk in _batched(exs, batch_size):
+        for chunk in _batched(exs, batch_size, progress):
             b = collate(chunk)
             logits = net(**{k: v for k, v in b.items() if k != "labels"}).logits
             correct += int((logits.argmax(-1) == b["labels"]).sum())
@@ -164,9 +176,9 @@ def _label_word_task(model, tok, template, words, max_length, device) -> Task:
         return nn.functional.cross_entropy(class_logits(net, batch), batch["labels"])
 
     @torch.no_grad()
-    def score(net, exs, batch_size):
+    def score(net, exs, batch_size, progress=False):
         correct = 0
-        for chunk in _batched(exs, batch_size):
+        for chunk in _batched(exs, batch_size, progress):
             b = collate(chunk)
             correct += int((class_logits(net, b).argmax(-1) == b["labels"]).sum())
         return correct / len(exs)
@@ -193,10 +205,10 @@ def _generation_task(model, tok, template, max_length, device) -> Task:
         return net(**batch).loss
 
     @torch.no_grad()
-    def score(net, exs, batch_size):
+    def score(net, exs, batch_size, progress=False):
         tok.padding_side = "left"
         correct = 0
-        for chunk in _batched(exs, batch_size):
+        for chunk in _batched(exs, batch_size, progress):
             enc = tok([template.format(text=e.text) for e in chunk], padding=True, return_tensors="pt").to(device)
             out = net.generate(**enc, max_new_tokens=10, do_sample=False, pad_token_id=tok.pad_token_id)
             texts = tok.batch_decode(out[:, enc.input_ids.shape[1]:], skip_special_tokens=True)

@@ -317,7 +317,7 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
     def evaluate(examples) -> float:
         model.eval()
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=tc.autocast and device.type == "cuda"):
-            acc = task.score(model, examples, tc.eval_batch_size)
+            acc = task.score(model, examples, tc.eval_batch_size, tc.progress and rank == 0)
         model.train()
         return acc
 
