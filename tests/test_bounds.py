@@ -36,6 +36,7 @@ from nlora_linalg import (
     chernoff_tau,
     nystrom_init,
     rank_for_tolerance,
+    reference_errors,
 )
 from nlora_linalg.linalg.kernels import SVDFactors
 
@@ -301,3 +302,13 @@ def test_nystrom_init_tol_returns_the_certified_build():
     W = spectrum_matrix(40, 30, power_law(30, 0.5), 17)
     f = nystrom_init(t64(W), tol=0.3, method="cross", generator=gen(17))
     assert f.bound.item() <= 0.3
+
+
+def test_reference_errors_accepts_a_precomputed_svd():
+    """reference_errors(..., reference=svd(W)) equals the recomputed comparison on a batch (no SVD repeated)."""
+    W = torch.stack([t64(spectrum_matrix(30, 20, power_law(20, a), 3)) for a in (0.3, 1.0)])
+    f = nystrom_init(W, 4, generator=gen(0))
+    a = reference_errors(W, f.B, f.N, f.A)
+    b = reference_errors(W, f.B, f.N, f.A, reference=torch.linalg.svd(W, full_matrices=False))
+    for x, y in zip(a, b):
+        torch.testing.assert_close(x, y, rtol=1e-12, atol=1e-12)

@@ -134,6 +134,13 @@ class SLoRAInit:
         return AdapterInit(A, N, torch.zeros(W.shape[0], rank, dtype=W.dtype, device=W.device), False, None)
 
 
+def _pissa(W: Tensor, rank: int, scaling: float, method: object, generator: torch.Generator) -> AdapterInit:
+    """B = U√S/√s, A = √S Vᵀ/√s from the core's SVD-type ``method``; no N; residual frozen."""
+    f = nystrom_init(W, rank, method=method, balance="sqrt", generator=generator)
+    B, _, A = _unscale(f, scaling, "sqrt")
+    return AdapterInit(A, None, B, True, f)
+
+
 @dataclass(frozen=True, slots=True)
 class PiSSAInit:
     """PiSSA (Meng et al. 2024): exact top-r SVD, B = U√S/√s, A = √S Vᵀ/√s, residual W − s·BA frozen."""
@@ -145,9 +152,7 @@ class PiSSAInit:
         _check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
-        f = nystrom_init(W, rank, method="svd", balance="sqrt", generator=generator)
-        B, _, A = _unscale(f, scaling, "sqrt")
-        return AdapterInit(A, None, B, True, f)
+        return _pissa(W, rank, scaling, "svd", generator)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,10 +169,7 @@ class PiSSAFastInit:
         _check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
-        method = RandomizedSVD(self.oversample, self.power_iters)
-        f = nystrom_init(W, rank, method=method, balance="sqrt", generator=generator)
-        B, _, A = _unscale(f, scaling, "sqrt")
-        return AdapterInit(A, None, B, True, f)
+        return _pissa(W, rank, scaling, RandomizedSVD(self.oversample, self.power_iters), generator)
 
 
 @dataclass(frozen=True, slots=True)

@@ -153,13 +153,17 @@ class ReferenceErrors(NamedTuple):
     right: Tensor
 
 
-def reference_errors(W: Tensor, B: Tensor, N: Tensor, A: Tensor) -> ReferenceErrors:
+def reference_errors(
+    W: Tensor, B: Tensor, N: Tensor, A: Tensor, *, reference: tuple[Tensor, Tensor, Tensor] | None = None
+) -> ReferenceErrors:
     """Compare Ŵ = B N A with the exact SVD of W (Eckart–Young–Mirsky; principal angles, Björck & Golub 1973).
 
     .. math:: τ_{r+1} = (Σ_{j>r} σ_j^2)^{1/2},\\; \\text{ratio} = ‖W − Ŵ‖_F / τ_{r+1}
 
-    W: (*, m, n); B: (*, m, r); N: (*, r, r); A: (*, r, n). Runs a full SVD of W (cost O(mn·min(m, n))) and of
-    Ŵ through its factors; for diagnostics and benchmarks, not the init path.
+    W: (*, m, n); B: (*, m, r); N: (*, r, r); A: (*, r, n). ``reference``: the float64 thin SVD (U, S, Vh) of W
+    if already computed (``torch.linalg.svd(W.double(), full_matrices=False)``), to compare several
+    factorisations of the same W without repeating it. Otherwise runs a full SVD of W (cost O(mn·min(m, n))); for
+    diagnostics and benchmarks, not the init path.
     Supports float16, bfloat16, float32 and float64 on any device; computes in float64.
 
     Raises:
@@ -173,7 +177,11 @@ def reference_errors(W: Tensor, B: Tensor, N: Tensor, A: Tensor) -> ReferenceErr
                    f"{tuple(B.shape)}, {tuple(N.shape)}, {tuple(A.shape)}")
     W3, batch = flatten_batch(W.double())
     B3, N3, A3 = (flatten_batch(t.double())[0] for t in (B, N, A))
-    U, S, Vh = torch.linalg.svd(W3, full_matrices=False)
+    if reference is None:
+        U, S, Vh = torch.linalg.svd(W3, full_matrices=False)
+    else:
+        U, S, Vh = reference  # (*, m, k), (*, k), (*, k, n)
+        U, Vh, S = flatten_batch(U.double())[0], flatten_batch(Vh.double())[0], S.double().reshape(-1, S.shape[-1])
     w2 = (S**2).sum(-1)
     opt = relative((S[:, r:] ** 2).sum(-1), w2)
     hat = kernels.svd_of_product(B3 @ N3, A3, r)
