@@ -1,7 +1,8 @@
 """Adapter initialisations under one signature: a registry of frozen init configs.
 
 Every init is a frozen dataclass with ``kind``, a default ``trainable`` set and
-``build(W, rank, scaling, generator) -> AdapterInit`` where W is the (out, in) base weight in float32/float64.
+``build(W, rank, scaling, generator) -> AdapterInit`` where W is the (*, out, in) base weight (or a stack of
+same-shape weights) in float32/float64 and ``generator`` one generator or one per stacked matrix.
 Factorisations come from the numerical core (:func:`nlora_linalg.nystrom_init`, :func:`paper_slices`); the
 adapter layer never runs an SVD or draws landmarks itself. Register your own with :func:`register_init`.
 """
@@ -15,7 +16,7 @@ from typing import ClassVar, NamedTuple, Protocol
 import torch
 from torch import Tensor
 
-from ..linalg import LowRankFactors, RandomizedSVD, nystrom_init, paper_slices
+from ..linalg import LowRankFactors, RandomizedSVD, kernels, nystrom_init, paper_slices
 from ..linalg.api import BALANCES
 from ..linalg.methods import METHODS
 from ..linalg.policy import ParameterError, UnknownNameError, fail
@@ -40,7 +41,7 @@ ALL = frozenset({"A", "N", "B"})
 class AdapterInit(NamedTuple):
     """Initial factors of one adapter.
 
-    A: (r, in); N: (r, r) or None; B: (out, r) (compute dtype).
+    A: (*, r, in); N: (*, r, r) or None; B: (*, out, r) (compute dtype; * = the batch of stacked weights).
     residual: True when the frozen base weight becomes W − s·B N A (output unchanged at init).
     factors: the core's :class:`LowRankFactors` (error, bound, landmarks, timing) or None for random inits.
     """
@@ -62,7 +63,7 @@ class InitConfig(Protocol):
 def residual_weight(W: Tensor, B: Tensor, N: Tensor | None, A: Tensor, scaling: float) -> Tensor:
     """W_res = W − s·B N A in float32 (float64 for float64 W); the single definition used at init and at load.
 
-    W: (out, in); B: (out, r); N: (r, r) or None; A: (r, in). Factors are made contiguous first, so the result
+    W: (*, out, in); B: (*, out, r); N: (*, r, r) or None; A: (*, r, in). Factors are made contiguous first, so the result
     does not depend on their memory layout (a saved and reloaded adapter reproduces it bit for bit).
     """
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
@@ -71,10 +72,15 @@ def residual_weight(W: Tensor, B: Tensor, N: Tensor | None, A: Tensor, scaling: 
     return W.to(dt) - scaling * (BN @ A)
 
 
-def _kaiming_uniform(rows: int, fan_in: int, like: Tensor, generator: torch.Generator) -> Tensor:
-    """U(−1/√fan_in, 1/√fan_in): PyTorch's/PEFT's kaiming_uniform_(a=√5) for a (rows, fan_in) matrix."""
-    u = torch.rand(rows, fan_in, generator=generator, dtype=like.dtype, device=like.device)
+def _kaiming_uniform(rows: int, fan_in: int, like: Tensor, generator) -> Tensor:
+    """U(−1/√fan_in, 1/√fan_in): PyTorch's/PEFT's kaiming_uniform_(a=√5) for (*, rows, fan_in) matrices, * the
+    batch shape of ``like`` (one generator, or one per matrix)."""
+    u = kernels.uniform((*like.shape[:-2], rows, fan_in), like, generator)
     return (2 * u - 1) / math.sqrt(fan_in)
+
+
+def _zeros(like: Tensor, rows: int, cols: int) -> Tensor:
+    return torch.zeros(*like.shape[:-2], rows, cols, dtype=like.dtype, device=like.device)
 
 
 def _unscale(f: LowRankFactors, scaling: float, balance: str) -> tuple[Tensor, Tensor, Tensor]:
@@ -114,8 +120,8 @@ class LoRAInit:
         _check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
-        A = _kaiming_uniform(rank, W.shape[1], W, generator)  # (r, in)
-        return AdapterInit(A, None, torch.zeros(W.shape[0], rank, dtype=W.dtype, device=W.device), False, None)
+        A = _kaiming_uniform(rank, W.shape[-1], W, generator)  # (*, r, in)
+        return AdapterInit(A, None, _zeros(W, W.shape[-2], rank), False, None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +135,9 @@ class SLoRAInit:
         _check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
-        A = _kaiming_uniform(rank, W.shape[1], W, generator)  # (r, in)
-        N = _kaiming_uniform(rank, rank, W, generator)  # (r, r)
-        return AdapterInit(A, N, torch.zeros(W.shape[0], rank, dtype=W.dtype, device=W.device), False, None)
+        A = _kaiming_uniform(rank, W.shape[-1], W, generator)  # (*, r, in)
+        N = _kaiming_uniform(rank, rank, W, generator)  # (*, r, r)
+        return AdapterInit(A, N, _zeros(W, W.shape[-2], rank), False, None)
 
 
 def _pissa(W: Tensor, rank: int, scaling: float, method: object, generator: torch.Generator) -> AdapterInit:

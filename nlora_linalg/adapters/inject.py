@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..linalg.policy import NonFiniteError, ParameterError, RankError, UnknownNameError, fail
-from .inits import INITS, InitConfig, residual_weight
+from .inits import INITS, AdapterInit, InitConfig, residual_weight
 from .layer import ThreeFactorLinear, check_supported, is_supported, set_weight_matrix, weight_matrix
 
 __all__ = [
@@ -44,6 +44,8 @@ class AdapterConfig:
         tuple of names, each matching a full name or its last components (``"q_proj"``, ``"attn.c_attn"``).
     dropout: in [0, 1). trainable: which of "A", "N", "B" train (None: the init's default).
     seed: base seed; each module's generator is seeded from (seed, module name), so inits do not depend on order.
+    init_batch_bytes: same-shape weights are stacked and initialised in one batched call up to this many bytes of
+        float32 stack (>= 1; memory cap of the whole-model init). 1 initialises layer by layer.
     """
 
     init: object = "nlora"
@@ -54,6 +56,7 @@ class AdapterConfig:
     dropout: float = 0.0
     trainable: frozenset[str] | None = None
     seed: int = 0
+    init_batch_bytes: int = 1 << 30
 
     def __post_init__(self) -> None:
         if isinstance(self.init, str):
@@ -61,6 +64,9 @@ class AdapterConfig:
                 raise fail(UnknownNameError, "init", f"must be one of {sorted(INITS)} or an init config", repr(self.init))
         elif not all(hasattr(self.init, a) for a in ("build", "trainable", "kind")):
             raise fail(ParameterError, "init", "must be a registered name or an init config", repr(self.init))
+        if isinstance(self.init_batch_bytes, bool) or not isinstance(self.init_batch_bytes, int) \
+                or self.init_batch_bytes < 1:
+            raise fail(ParameterError, "init_batch_bytes", "must be an int >= 1", repr(self.init_batch_bytes))
         if isinstance(self.rank, bool) or not isinstance(self.rank, int) or self.rank < 1:
             raise fail(RankError, "rank", "must be an int >= 1", repr(self.rank))
         if self.alpha is not None and (isinstance(self.alpha, bool) or not isinstance(self.alpha, (int, float))
@@ -188,32 +194,55 @@ def _spectral(t: Tensor | None) -> tuple[float, float]:
     return float(s[0]), float(s[0] / s[-1]) if float(s[-1]) > 0 else math.inf
 
 
-def _build(name: str, module: nn.Module, config: AdapterConfig):
-    W = weight_matrix(module).detach()
+def _chunks(chosen: list[tuple[str, nn.Module]], max_bytes: int) -> list[list[tuple[str, nn.Module]]]:
+    """Group targets by (shape, dtype, device) in model order, then split each group so that its float32 stack
+    stays under ``max_bytes`` (at least one matrix per chunk)."""
+    groups: dict[tuple, list[tuple[str, nn.Module]]] = {}
+    for name, module in chosen:
+        W = weight_matrix(module)
+        groups.setdefault((tuple(W.shape), W.dtype, W.device), []).append((name, module))
+    chunks = []
+    for (shape, _, _), members in groups.items():
+        size = max(1, max_bytes // (4 * shape[0] * shape[1]))
+        chunks += [members[i : i + size] for i in range(0, len(members), size)]
+    return chunks
+
+
+def _build_chunk(chunk: list[tuple[str, nn.Module]], config: AdapterConfig) -> list[tuple]:
+    """Initialise a chunk of same-shape modules in one batched core call, with one generator per module."""
+    W = torch.stack([weight_matrix(m).detach() for _, m in chunk])  # (c, out, in) base dtype
     Wc = W.to(torch.float64 if W.dtype == torch.float64 else torch.float32)
-    g = torch.Generator(device=W.device).manual_seed(module_seed(config.seed, name))
+    gens = tuple(torch.Generator(device=W.device).manual_seed(module_seed(config.seed, n)) for n, _ in chunk)
     t0 = time.perf_counter()
-    ini = config.init_config.build(Wc, config.rank, config.scaling, g)
+    ini = config.init_config.build(Wc, config.rank, config.scaling, gens)
     # Round the factors to the stored (base) dtype first, so W_res is built from exactly what is stored and saved.
     ini = ini._replace(A=ini.A.to(W.dtype), B=ini.B.to(W.dtype), N=None if ini.N is None else ini.N.to(W.dtype))
     W_res = residual_weight(Wc, ini.B, ini.N, ini.A, config.scaling).to(W.dtype) if ini.residual else None
-    if W_res is not None and not bool(torch.isfinite(W_res).all()):
-        raise fail(NonFiniteError, f"{name}.weight", "the residual W − s·BNA must be finite in the base dtype",
-                   f"dtype {W.dtype}")
-    elapsed = time.perf_counter() - t0
+    elapsed = (time.perf_counter() - t0) / len(chunk)
+    out = []
+    for i, (name, module) in enumerate(chunk):
+        if W_res is not None and not bool(torch.isfinite(W_res[i]).all()):
+            raise fail(NonFiniteError, f"{name}.weight", "the residual W − s·BNA must be finite in the base dtype",
+                       f"dtype {W.dtype}")
+        one = AdapterInit(ini.A[i], None if ini.N is None else ini.N[i], ini.B[i], ini.residual, None)
+        out.append((name, module, one, None if W_res is None else W_res[i],
+                    *_row(name, module, one, ini.factors, i, config, elapsed)))
+    return out
+
+
+def _row(name, module, ini: AdapterInit, f, i: int, config: AdapterConfig, elapsed: float):
     trainable = config.trainable_factors if ini.N is not None else config.trainable_factors - {"N"}
     sizes = {"A": ini.A.numel(), "N": 0 if ini.N is None else ini.N.numel(), "B": ini.B.numel()}
     nB, _ = _spectral(ini.B)
     nN, cN = _spectral(ini.N)
     nA, _ = _spectral(ini.A)
-    f = ini.factors
     row = ReportRow(
-        name=name, layer=type(module).__name__, shape=tuple(W.shape), init=config.init_name, rank=config.rank,
-        error=float("nan") if f is None else float(f.error), bound=float("nan") if f is None else float(f.bound),
-        delta=0.0 if f is None else f.delta, norm_B=nB, norm_N=nN, norm_A=nA, cond_N=cN,
-        trainable_params=sum(sizes[k] for k in trainable), time_s=elapsed,
+        name=name, layer=type(module).__name__, shape=tuple(weight_matrix(module).shape), init=config.init_name,
+        rank=config.rank, error=float("nan") if f is None else float(f.error[i]),
+        bound=float("nan") if f is None else float(f.bound[i]), delta=0.0 if f is None else f.delta,
+        norm_B=nB, norm_N=nN, norm_A=nA, cond_N=cN, trainable_params=sum(sizes[k] for k in trainable), time_s=elapsed,
     )
-    return ini, W_res, trainable, row
+    return trainable, row
 
 
 def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwargs) -> InjectionReport:
@@ -221,8 +250,10 @@ def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwa
 
     .. math:: W ↦ W_{res} = W − s·B_0N_0A_0 \\text{ (residual inits)},\\qquad y = W_{res}x + s·BNAx
 
-    All inits are computed first; only then are the modules replaced and residual weights written, so an error
-    leaves the model untouched. Afterwards only adapter factors listed in ``trainable`` require grad (every
+    Same-shape targets are stacked and initialised in one batched core call per chunk of at most
+    ``init_batch_bytes`` (float32), each with its own generator seeded from (seed, module name), so the factors
+    equal per-layer calls up to batched-BLAS rounding. All inits are computed first; only then are the modules
+    replaced and residual weights written, so an error leaves the model untouched. Afterwards only adapter factors listed in ``trainable`` require grad (every
     other parameter of the model is frozen; unfreeze a task head yourself).
 
     Args:
@@ -249,10 +280,12 @@ def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwa
     elif kwargs:
         config = replace(config, **kwargs)
     chosen = _targets(model, config)
-    built = [(name, module, *_build(name, module, config)) for name, module in chosen]
+    built = [item for chunk in _chunks(chosen, config.init_batch_bytes) for item in _build_chunk(chunk, config)]
+    order = {name: i for i, (name, _) in enumerate(chosen)}
+    built.sort(key=lambda item: order[item[0]])
     for p in model.parameters():
         p.requires_grad_(False)
-    for name, module, ini, W_res, trainable, _ in built:
+    for name, module, ini, W_res, trainable, _ in built:  # commit: nothing was changed before this point
         if W_res is not None:
             set_weight_matrix(module, W_res)
         init = (ini.B, ini.N, ini.A) if ini.residual else None

@@ -56,7 +56,8 @@ class LowRankFactors:
     Provenance:
         rows: (*, k_r) int64 and cols: (*, k_c) int64 landmark indices ((*, 0) for sketch-based methods).
         method: registry name or config kind; config: the frozen method config with every parameter.
-        balance: how magnitude is split (see :data:`BALANCES`); seed: the generator's initial seed.
+        balance: how magnitude is split (see :data:`BALANCES`); seed: the generator's initial seed (a tuple
+        with per-matrix generators).
         rank: r. effective_rank: (*,) int64 rank of the core after ε-truncation. cutoff: that relative ε.
         shift: stabilising shift ν (PSD Nyström; 0.0 otherwise).
     Errors (float64):
@@ -76,7 +77,7 @@ class LowRankFactors:
     method: str
     config: object
     balance: str
-    seed: int
+    seed: int | tuple[int, ...]
     rank: int
     effective_rank: Tensor
     cutoff: float
@@ -158,6 +159,7 @@ def _factorise(W3: Tensor, build: Callable[[], object], balance_fn: Balance, est
     _sync(W3.device)
     t0 = time.perf_counter()
     approx = build()
+    approx = approx._replace(svd=kernels.sign_fixed(approx.svd))  # canonical signs: reproducible factors
     B, N, A = (t.to(out_dtype) for t in balance_fn(*approx.svd))
     _sync(W3.device)
     t1 = time.perf_counter()
@@ -199,8 +201,10 @@ def nystrom_init(
         balance: a name in :data:`BALANCES`.
         error: a name in :data:`ERROR_ESTIMATORS` (``exact``, ``estimate``) or a config such as
             ``RandomizedError(probes=64, delta=1e-3)``.
-        generator: source of every random draw, on W's device; a fresh one seeded from torch's default RNG if None
-            (its seed is recorded in the result).
+        generator: source of every random draw, on W's device: one generator for the whole batch, or a sequence
+            of one generator per matrix (then a batched call returns exactly what separate calls with those
+            generators return, up to the rounding of batched BLAS); a fresh one seeded from torch's default RNG
+            if None. Its seed(s) are recorded in the result.
 
     Returns:
         :class:`LowRankFactors` (factors in W's dtype and device; diagnostics in float64).
@@ -243,7 +247,7 @@ def nystrom_init(
         method_cfg.check(rank, m, n)
     else:
         check_open_unit(tol, "tol")
-    check_generator(generator, W.device)
+    check_generator(generator, W.device, math.prod(W.shape[:-2]))
     generator, seed = make_generator(generator, W.device)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))
     if rank is None:
@@ -362,7 +366,7 @@ def rank_for_tolerance(
     check_open_unit(tol, "tol")
     if block is not None:
         check_int(block, "block", 1)
-    check_generator(generator, W.device)
+    check_generator(generator, W.device, math.prod(W.shape[:-2]))
     generator, _ = make_generator(generator, W.device)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))
     est = _rank_for_tolerance(W3, tol, block, generator)
@@ -519,7 +523,7 @@ def psd_nystrom(
     if shift is not None and (isinstance(shift, bool) or not isinstance(shift, (int, float)) or not shift >= 0):
         raise fail(ParameterError, "shift", "must be None or a float >= 0", repr(shift))
     _, estimator = _resolve(error, ERROR_ESTIMATORS, "error")
-    check_generator(generator, A.device)
+    check_generator(generator, A.device, math.prod(A.shape[:-2]))
     generator, seed = make_generator(generator, A.device)
     A3, batch = flatten_batch(A.to(compute_dtype(A.dtype)))
     asym = torch.linalg.matrix_norm(A3 - A3.mT) / torch.linalg.matrix_norm(A3).clamp_min(torch.finfo(A3.dtype).tiny)

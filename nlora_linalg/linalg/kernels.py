@@ -25,9 +25,36 @@ class SVDFactors(NamedTuple):
     Vh: Tensor
 
 
-def gaussian(shape: tuple[int, ...], like: Tensor, generator: torch.Generator) -> Tensor:
-    """Standard normal tensor of ``shape`` with ``like``'s dtype and device, drawn from ``generator``."""
-    return torch.randn(shape, generator=generator, dtype=like.dtype, device=like.device)
+Rng = "torch.Generator | tuple[torch.Generator, ...]"
+
+
+def _draw(fn, shape: tuple[int, ...], generator, dtype: torch.dtype, device: torch.device) -> Tensor:
+    """``fn(shape)`` from one generator, or — for a tuple of b generators — element i of the batch (shape[0] = b)
+    from generator i, so a batched call draws exactly what b separate calls would."""
+    if isinstance(generator, torch.Generator):
+        return fn(shape, generator=generator, dtype=dtype, device=device)
+    return torch.stack([fn(shape[1:], generator=g, dtype=dtype, device=device) for g in generator])
+
+
+def sign_fixed(F: "SVDFactors") -> "SVDFactors":
+    """Canonical signs: each column of U has its largest-magnitude entry positive (the ``svd_flip`` convention
+    of scikit-learn), with the matching rows of Vh flipped. Makes factors reproducible across batched and
+    unbatched LAPACK calls; the product U diag(σ) Vh is unchanged."""
+    idx = F.U.abs().argmax(-2, keepdim=True)  # (b, 1, r)
+    sign = torch.sign(torch.gather(F.U, -2, idx))  # (b, 1, r)
+    sign = torch.where(sign == 0, torch.ones_like(sign), sign)
+    return SVDFactors(F.U * sign, F.sigma, F.Vh * sign.mT)
+
+
+def gaussian(shape: tuple[int, ...], like: Tensor, generator) -> Tensor:
+    """Standard normal tensor of ``shape`` with ``like``'s dtype and device, drawn from ``generator`` (one
+    generator, or one per batch element)."""
+    return _draw(torch.randn, shape, generator, like.dtype, like.device)
+
+
+def uniform(shape: tuple[int, ...], like: Tensor, generator) -> Tensor:
+    """U[0, 1) tensor of ``shape`` like :func:`gaussian` (one generator, or one per batch element)."""
+    return _draw(torch.rand, shape, generator, like.dtype, like.device)
 
 
 def orth(Y: Tensor) -> Tensor:
@@ -45,7 +72,7 @@ def sample_without_replacement(
     Zero-score entries follow all positive ones in random order; entries with ``available`` False are never
     drawn (k must not exceed the number available). scores: (b, n) >= 0, available: (b, n) bool -> (b, k) int64.
     """
-    u = torch.rand(scores.shape, generator=generator, dtype=scores.dtype, device=scores.device)
+    u = _draw(torch.rand, tuple(scores.shape), generator, scores.dtype, scores.device)  # (b, n)
     tiny = torch.finfo(scores.dtype).tiny
     gumbel = -torch.log((-torch.log(u.clamp_min(tiny))).clamp_min(tiny))  # (b, n) Gumbel(0, 1)
     positive = scores > 0

@@ -244,7 +244,7 @@ def select_landmarks(
     check_int(n_rows, "n_rows", 1, m, RankError)
     check_int(n_cols, "n_cols", 1, n, RankError)
     rank = min(n_rows, n_cols) if rank is None else check_int(rank, "rank", 1, min(m, n), RankError)
-    check_generator(generator, W.device)
+    check_generator(generator, W.device, math.prod(W.shape[:-2]))
     generator, _ = make_generator(generator, W.device)
     W3, batch = flatten_batch(W.to(compute_dtype(W.dtype)))
     lm = fn(W3, rank, n_rows, n_cols, generator)

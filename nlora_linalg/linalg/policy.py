@@ -121,24 +121,33 @@ def lookup(registry: dict, name: object, arg: str) -> object:
     return registry[name]
 
 
-def check_generator(generator: torch.Generator | None, device: torch.device, arg: str = "generator") -> None:
-    """Raise unless ``generator`` is None or a torch.Generator on ``device``'s type."""
+def check_generator(generator: object, device: torch.device, batch: int = 1, arg: str = "generator") -> None:
+    """Raise unless ``generator`` is None, a torch.Generator, or a sequence of ``batch`` generators (one per
+    matrix of a batched input), all on ``device``'s type."""
     if generator is None:
         return
-    if not isinstance(generator, torch.Generator):
-        raise fail(TypeError, arg, "must be a torch.Generator or None", type(generator).__name__)
-    if generator.device.type != device.type:
-        raise fail(ParameterError, arg, f"must live on the input's device type '{device.type}'", str(generator.device))
+    gens = [generator] if isinstance(generator, torch.Generator) else generator
+    if not isinstance(gens, (list, tuple)) or not all(isinstance(g, torch.Generator) for g in gens):
+        raise fail(TypeError, arg, "must be None, a torch.Generator or a sequence of them", type(generator).__name__)
+    if not isinstance(generator, torch.Generator) and len(gens) != batch:
+        raise fail(ParameterError, arg, f"must hold one generator per matrix ({batch})", f"{len(gens)} generators")
+    for g in gens:
+        if g.device.type != device.type:
+            raise fail(ParameterError, arg, f"must live on the input's device type '{device.type}'", str(g.device))
 
 
-def make_generator(generator: torch.Generator | None, device: torch.device) -> tuple[torch.Generator, int]:
-    """Return ``(generator, seed)``: the given generator and its initial seed, or a fresh one on ``device``.
+def make_generator(generator: object, device: torch.device) -> tuple[object, int | tuple[int, ...]]:
+    """Return ``(generator, seed)``: the given generator (or tuple of per-matrix generators) and its initial
+    seed(s), or a fresh generator on ``device``.
 
     A fresh generator is seeded from torch's default generator (so ``torch.manual_seed`` makes runs repeatable)
     and its seed is returned so the run can be reproduced exactly.
     """
-    if generator is not None:
+    if isinstance(generator, torch.Generator):
         return generator, int(generator.initial_seed())
+    if generator is not None:
+        gens = tuple(generator)
+        return gens, tuple(int(g.initial_seed()) for g in gens)
     seed = int(torch.randint(0, 2**62, (1,)).item())
     g = torch.Generator(device=device)
     g.manual_seed(seed)
