@@ -43,6 +43,9 @@ SETTINGS = {
     "nystrom gram q2 p=4": GramNystrom(oversample=4, power_iters=2),
     "nystrom gram q2 p=r": GramNystrom(power_iters=2),
     "nystrom gram q4 p=r": GramNystrom(power_iters=4),
+    "nystrom gram krylov q1 k=2r": "krylov:1:1",
+    "nystrom gram krylov q2 k=3r": "krylov:2:2",
+    "nystrom gram krylov q3 k=4r": "krylov:3:3",
     "nystrom gram adaptive q1": GramNystrom(sketch="adaptive", power_iters=1),
     "nystrom generalized q0": GeneralizedNystrom(power_iters=0),
     "nystrom generalized q1": GeneralizedNystrom(power_iters=1),
@@ -109,6 +112,9 @@ def run_matrix(label, W, s, Ur, r, device, reps, svd_time):
     f, t = timed(lambda: paper_slices(W, r), device, reps)
     add("paper slices B=W[:,:r] N=W[:r,:r] A=W[:r,:]", t, f.B, f.sigma, f.B @ f.N, f.A)
     for name, cfg in SETTINGS.items():
+        if isinstance(cfg, str):  # "krylov:q:c": block Krylov, depth q, k = (c + 1)·r, i.e. blocks of r columns
+            _, q, c = cfg.split(":")
+            cfg = GramNystrom(sketch="krylov", power_iters=int(q), oversample=int(c) * r)
         g = torch.Generator(device=device).manual_seed(0)
         f, _ = timed(lambda: nystrom_init(W, r, method=cfg, generator=g, error="estimate"), device, 1)
         times = [nystrom_init(W, r, method=cfg, generator=g, error="estimate").time_s for _ in range(reps)]

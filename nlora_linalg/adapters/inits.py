@@ -69,6 +69,8 @@ def residual_weight(W: Tensor, B: Tensor, N: Tensor | None, A: Tensor, scaling: 
     dt = torch.float64 if W.dtype == torch.float64 else torch.float32
     B, A = B.to(dt).contiguous(), A.to(dt).contiguous()
     BN = B if N is None else B @ N.to(dt).contiguous()
+    if W.ndim in (2, 3):  # one fused pass: W − s·(BN)A without a temporary ΔW
+        return (torch.addmm if W.ndim == 2 else torch.baddbmm)(W.to(dt), BN, A, alpha=-scaling)
     return W.to(dt) - scaling * (BN @ A)
 
 

@@ -98,6 +98,21 @@ def range_finder(W: Tensor, k: int, power_iters: int, generator: torch.Generator
     return subspace_iteration(W, orth(W @ Omega), power_iters)
 
 
+def block_krylov(W: Tensor, k: int, depth: int, generator) -> Tensor:
+    """Orthonormal basis (b, m, k) of the block Krylov space span[WΩ, (WWᵀ)WΩ, …, (WWᵀ)^depth WΩ].
+
+    Blocks of t = ⌈k/(depth+1)⌉ columns, each orthonormalised before the next product (Musco & Musco 2015,
+    Alg. 2), then the stacked basis is orthonormalised once more and cut to k columns.
+    """
+    t = -(-k // (depth + 1))
+    Y = orth(W @ gaussian((W.shape[0], W.shape[-1], t), W, generator))  # (b, m, t)
+    blocks = [Y]
+    for _ in range(depth):
+        Y = orth(W @ orth(W.mT @ Y))  # next Krylov block, (b, m, t)
+        blocks.append(Y)
+    return orth(torch.cat(blocks, -1))[..., :k]  # (b, m, k)
+
+
 def subspace_iteration(W: Tensor, Q: Tensor, power_iters: int) -> Tensor:
     """q steps Q ← orth(W orth(WᵀQ)) of orthonormalised subspace iteration (HMT 2011, Alg. 4.4, steps 3–6).
 
@@ -162,7 +177,7 @@ def residual_fro2(W: Tensor, F: SVDFactors, max_elems: int = 1 << 24) -> Tensor:
     total = torch.zeros(b, dtype=torch.float64, device=W.device)
     US = F.U * F.sigma.unsqueeze(-2)  # (b, m, r)
     for i in range(0, m, rows):
-        E = W[:, i : i + rows] - US[:, i : i + rows] @ F.Vh  # (b, c, n)
+        E = torch.baddbmm(W[:, i : i + rows], US[:, i : i + rows], F.Vh, alpha=-1.0)  # (b, c, n), fused
         total += torch.linalg.vector_norm(E, dim=(-2, -1), dtype=torch.float64) ** 2
     return total
 

@@ -277,8 +277,9 @@ def project_truncate(W: Tensor, Q: Tensor, rank: int) -> SVDFactors:
 
 
 def _check_sketch(value: object) -> None:
-    if not isinstance(value, str) or (value != "gaussian" and value not in LANDMARK_RULES):
-        raise fail(UnknownNameError, "sketch", f"must be 'gaussian' or a landmark rule {sorted(LANDMARK_RULES)}", repr(value))
+    if not isinstance(value, str) or (value not in ("gaussian", "krylov") and value not in LANDMARK_RULES):
+        raise fail(UnknownNameError, "sketch", f"must be 'gaussian', 'krylov' or a landmark rule {sorted(LANDMARK_RULES)}",
+                   repr(value))
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,10 +292,15 @@ class GramNystrom:
     2016, "Revisiting the Nyström method", JMLR 17, Sec. 2; Halko, Martinsson & Tropp 2011, Sec. 5.4), so the
     matching approximation of W is the orthogonal projection of W onto range(WX): never worse than ‖W‖_F and,
     on flat spectra, far more accurate than the oblique generalized Nyström. X is Gaussian (``sketch="gaussian"``,
-    then this is randomized subspace iteration) or the landmark columns J of a rule (``sketch="adaptive"`` etc.,
-    then X = I[:, J], Ŵ = C C⁺ W: the column-Nyström / CX decomposition, RPCholesky on WᵀW for ``adaptive``).
+    then this is randomized subspace iteration), a block-Krylov test matrix (``sketch="krylov"``:
+    X = [Ω, (WᵀW)Ω, …, (WᵀW)^q Ω] with blocks of ⌈k/(q+1)⌉ columns, so range(WX) is the block Krylov space of
+    Musco & Musco 2015, "Randomized block Krylov methods for stronger and faster approximate SVD", Alg. 2 — the
+    whole Krylov space is kept rather than its last block, which resolves flat spectra with fewer products),
+    or the landmark columns J of a rule (``sketch="adaptive"`` etc., then X = I[:, J], Ŵ = C C⁺ W: the
+    column-Nyström / CX decomposition, RPCholesky on WᵀW for ``adaptive``).
     k = min(rank + oversample, m, n) (default oversample = rank), q = power_iters.
-    Cost: (2q + 2) passes over W with k columns (plus the landmark rule).
+    Cost: (2q + 2) passes over W with k columns (Krylov: 2q + 1 passes with k/(q+1) columns and one with k),
+    plus the landmark rule.
 
     A-priori (Gaussian X, q = 0, oversample p >= 2): E‖W − Ŵ_r‖_F <= √(2 + r/(p − 1))·τ_{r+1} (see
     :class:`RandomizedSVD`). For q >= 1 or landmark sketches no factor is reported.
@@ -320,6 +326,9 @@ class GramNystrom:
     def build(self, W: Tensor, rank: int, generator: torch.Generator) -> Approximation:
         b, m, n = W.shape
         k = self.size(rank, m, n)
+        if self.sketch == "krylov":
+            Q = kernels.block_krylov(W, k, self.power_iters, generator)  # (b, m, k)
+            return Approximation(project_truncate(W, Q, rank), _no_landmarks(W), _no_landmarks(W), _full_rank(W), 0.0)
         if self.sketch == "gaussian":
             cols = _no_landmarks(W)
             Y = W @ kernels.gaussian((b, n, k), W, generator)  # (b, m, k)
