@@ -172,7 +172,7 @@ def main(argv=None):
     if not args.no_smollm2:
         weights = load_linear_weights(smollm2_path())
         for kind in ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"):
-            name = next(k for k in weights if f"layers.15." in k and kind in k)
+            name = next(k for k in weights if "layers.15." in k and kind in k)
             W = weights[name].to(device)
             (U, s, _), svd_time = timed(lambda: torch.linalg.svd(W, full_matrices=False), device, args.reps)
             rows = run_matrix(f"SmolLM2 {name}", W, s, U[:, : args.rank], args.rank, device, args.reps, svd_time)

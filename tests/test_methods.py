@@ -377,11 +377,11 @@ def test_nested_pivoted_landmarks_never_increase_error(sketch, p):
     if sketch == "adaptive":
         top = min(top, 8 - p.rank)  # block size 1 (k <= 8): the same seed gives nested pivots
         assume(top >= 1)
-    errors = []
+    errors, prev_cols = [], None
     for over in range(0, min(top, 6) + 1):
         cfg = GramNystrom(sketch=sketch, power_iters=0, oversample=over)
         f = nystrom_init(W, rank=p.rank, method=cfg, generator=gen(p.seed % 1000))
-        if errors:
+        if prev_cols is not None:
             assert set(prev_cols.tolist()) <= set(f.cols.tolist())
         errors.append(f.error.item())
         prev_cols = f.cols

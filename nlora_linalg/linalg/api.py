@@ -137,7 +137,7 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _resolve(value: object, registry: dict, arg: str, kinds: tuple[type, ...] = ()) -> tuple[str, object]:
+def _resolve(value: object, registry: dict, arg: str) -> tuple[str, object]:
     if isinstance(value, str):
         return value, lookup(registry, value, arg)
     if hasattr(value, "kind") and hasattr(value, "build" if arg == "method" else "check"):

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from . import kernels
 from .kernels import SVDFactors
-from .policy import ParameterError, check_matrix, check_open_unit, fail, flatten_batch, compute_dtype
+from .policy import ParameterError, check_matrix, check_open_unit, fail, flatten_batch
 
 __all__ = [
     "ErrorCheck",

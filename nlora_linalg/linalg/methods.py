@@ -155,7 +155,7 @@ class GeneralizedNystrom:
         return factor if math.isfinite(factor) else None  # the theorem needs r < k − 1 and k < ℓ − 1
 
 
-def _landmark_count(n_landmarks: int | None, rank: int, default: int) -> int:
+def _landmark_count(n_landmarks: int | None, default: int) -> int:
     return default if n_landmarks is None else n_landmarks
 
 
@@ -197,7 +197,7 @@ class CrossNystrom:
         _check_rcond(self.rcond)
 
     def sizes(self, rank: int, m: int, n: int) -> tuple[int, int]:
-        kc = _landmark_count(self.n_landmarks, rank, rank)
+        kc = _landmark_count(self.n_landmarks, rank)
         return kc, min(math.ceil(self.row_ratio * kc), m) if self.row_ratio > 1 else kc
 
     def check(self, rank: int, m: int, n: int) -> None:
@@ -247,7 +247,7 @@ class OptimalCoreNystrom:
         _check_ratio(self.row_ratio, "row_ratio")
 
     def sizes(self, rank: int, m: int, n: int) -> tuple[int, int]:
-        kc = _landmark_count(self.n_landmarks, rank, min(2 * rank, m, n))
+        kc = _landmark_count(self.n_landmarks, min(2 * rank, m, n))
         return kc, min(math.ceil(self.row_ratio * kc), m)
 
     def check(self, rank: int, m: int, n: int) -> None:

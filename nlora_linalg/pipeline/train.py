@@ -24,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..adapters import AdapterConfig, adapter_modules, inject_adapters, save_adapter
+from ..adapters import AdapterConfig, inject_adapters, save_adapter
 from ..adapters.state import _jsonable
 from ..linalg.policy import ParameterError, fail
 from .data import DataConfig, load_dataset
