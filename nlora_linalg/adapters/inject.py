@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 from torch import Tensor, nn
 
-from ..linalg.policy import NonFiniteError, ParameterError, RankError, UnknownNameError, fail
+from ..linalg.policy import NonFiniteError, ParameterError, RankError, UnknownNameError, all_finite, fail
 from .inits import INITS, AdapterInit, InitConfig, residual_weight
 from .layer import ThreeFactorLinear, check_supported, is_supported, set_weight_matrix, weight_matrix
 
@@ -182,7 +182,7 @@ def _targets(model: nn.Module, config: AdapterConfig) -> list[tuple[str, nn.Modu
         if config.rank > min(out_f, in_f):
             raise fail(RankError, "rank", f"must be <= min(out, in) = {min(out_f, in_f)} for module {name!r}",
                        config.rank)
-        if not bool(torch.isfinite(module.weight).all()):
+        if not all_finite(module.weight):
             raise fail(NonFiniteError, f"{name}.weight", "base weights must be finite", "NaN/Inf entries")
     return chosen
 
@@ -221,7 +221,7 @@ def _build_chunk(chunk: list[tuple[str, nn.Module]], config: AdapterConfig) -> l
     elapsed = (time.perf_counter() - t0) / len(chunk)
     out = []
     for i, (name, module) in enumerate(chunk):
-        if W_res is not None and not bool(torch.isfinite(W_res[i]).all()):
+        if W_res is not None and not all_finite(W_res[i]):
             raise fail(NonFiniteError, f"{name}.weight", "the residual W − s·BNA must be finite in the base dtype",
                        f"dtype {W.dtype}")
         one = AdapterInit(ini.A[i], None if ini.N is None else ini.N[i], ini.B[i], ini.residual, None)
@@ -301,7 +301,7 @@ def merge_adapters(model: nn.Module) -> int:
     mods = [(n, m) for n, m in adapter_modules(model)]
     for name, m in mods:  # check every merged weight first, so a failure changes nothing
         merged = weight_matrix(m.base).detach().to(m.delta_weight().dtype) + m.delta_weight()
-        if m.merged or not bool(torch.isfinite(merged).all()):
+        if m.merged or not all_finite(merged):
             raise fail(NonFiniteError if not m.merged else ParameterError, name,
                        "must be unmerged and give a finite merged weight (nothing was changed)",
                        "merged" if m.merged else "non-finite merged weight")

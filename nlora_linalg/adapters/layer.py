@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..linalg.policy import NonFiniteError, ParameterError, fail
+from ..linalg.policy import NonFiniteError, ParameterError, all_finite, fail
 
 __all__ = [
     "SUPPORTED_LAYERS",
@@ -140,7 +140,7 @@ class ThreeFactorLinear(nn.Module):
     def _add_to_base(self, sign: float) -> None:
         W = weight_matrix(self.base)
         new = W.detach().to(self.delta_weight().dtype) + sign * self.delta_weight()
-        if not bool(torch.isfinite(new).all()):
+        if not all_finite(new):
             raise fail(NonFiniteError, "merge", "the merged weight must be finite (nothing was changed)",
                        f"{int((~torch.isfinite(new)).sum())} non-finite entries")
         set_weight_matrix(self.base, new.to(W.dtype))
