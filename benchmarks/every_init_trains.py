@@ -12,10 +12,8 @@ Public API only.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import pathlib
 
+from _results import write_csv
 from nlora_linalg import AdapterConfig, DataConfig, ModelConfig, RunConfig, TrainConfig, finetune
 
 #: Documented default learning rates (AdamW, warm-up 6 % + cosine). IntTune trains r² numbers per layer, which
@@ -56,12 +54,7 @@ def main(argv=None) -> None:
             rows.append(row)
             print(f"{init:12s} {seed:4d} {row['lr']:7.0e} {row['test_accuracy']:8.3f} {row['zero_shot']:7.3f} "
                   f"{row['final_loss']:7.4f} {row['trainable_params']:10d} {row['wall_s']:6.0f}", flush=True)
-    path = pathlib.Path("results/every_init_trains") / f"{datetime.datetime.now():%Y%m%d-%H%M%S}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_csv(rows, "every_init_trains")
     print(f"wrote {path}")
 
 

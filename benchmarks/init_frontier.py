@@ -17,14 +17,12 @@ Results are appended to results/init_frontier/<timestamp>.csv (git-ignored). Use
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
-import pathlib
 import statistics
 import time
 
 import torch
 
+from _results import write_csv
 from nlora_linalg import (
     CrossNystrom,
     GeneralizedNystrom,
@@ -154,10 +152,7 @@ def main(argv=None):
     args = ap.parse_args(argv)
     device = torch.device(args.device)
     shapes = [(1024, 1024)] if args.quick else [(4096, 4096), (11008, 4096)]
-    out = pathlib.Path("results/init_frontier")
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"{datetime.datetime.now():%Y%m%d-%H%M%S}.csv"
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, rank {args.rank}; writing {path}")
+    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, rank {args.rank}")
     all_rows = []
     for m, n in shapes:
         svd_time = None
@@ -178,10 +173,7 @@ def main(argv=None):
             rows = run_matrix(f"SmolLM2 {name}", W, s, U[:, : args.rank], args.rank, device, args.reps, svd_time)
             print_table(rows)
             all_rows += rows
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(all_rows[0]))
-        writer.writeheader()
-        writer.writerows(all_rows)
+    path = write_csv(all_rows, "init_frontier")
     print(f"\nwrote {path}")
 
 

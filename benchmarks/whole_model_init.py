@@ -17,8 +17,6 @@ Writes results/whole_model_init/<timestamp>.csv. Public API only.
 from __future__ import annotations
 
 import argparse
-import csv
-import datetime
 import json
 import pathlib
 import subprocess
@@ -27,6 +25,7 @@ import time
 
 import torch
 
+from _results import write_csv
 from nlora_linalg import (
     LANDMARK_RULES,
     GramNystrom,
@@ -152,12 +151,7 @@ def main(argv=None) -> None:
             rows.append(row)
             print(f"{r['label']:36s} {row['time_s']:9.2f} {row['speedup_vs_pissa']:8.1f} {row['peak_rss_mb']:12.0f} "
                   f"{ratio:8.4f}")
-    path = pathlib.Path("results/whole_model_init") / f"{datetime.datetime.now():%Y%m%d-%H%M%S}.csv"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    path = write_csv(rows, "whole_model_init")
     print(f"wrote {path}")
 
 

@@ -25,9 +25,6 @@ class SVDFactors(NamedTuple):
     Vh: Tensor
 
 
-Rng = "torch.Generator | tuple[torch.Generator, ...]"
-
-
 def _draw(fn, shape: tuple[int, ...], generator, dtype: torch.dtype, device: torch.device) -> Tensor:
     """``fn(shape)`` from one generator, or — for a tuple of b generators — element i of the batch (shape[0] = b)
     from generator i, so a batched call draws exactly what b separate calls would."""
