@@ -155,3 +155,15 @@ def test_causal_lm_tasks_run_end_to_end(task, tmp_path):
         assert acc * 6 == round(acc * 6) or acc * 4 == round(acc * 4)
     assert result.trainable_params == 4 * 16  # IntTune: Σ r² over the 4 adapted projections
     assert (tmp_path / task / "adapter" / "adapter.safetensors").exists()
+
+
+def test_local_model_folder_works_like_a_registered_name(tmp_path):
+    """--model accepts any local HF folder (here the MiniLM package folder); its architecture decides the task."""
+    from nlora_linalg import minilm_path
+
+    args = [a for a in TINY if a not in ("minilm",)]
+    args[args.index("--model") + 1: args.index("--model") + 1] = [str(minilm_path())]
+    config, _ = parse_args([*args, "--steps", "2", "--out", str(tmp_path / "local")])
+    assert config.model.kind() == "encoder"
+    result = finetune(config)
+    assert len(result.losses) == 2 and 0.0 <= result.test_accuracy <= 1.0
