@@ -352,3 +352,19 @@ def test_reference_errors_shape_mismatch():
     B, N, A = torch.ones(6, 2, **f64), torch.eye(3, **f64), torch.ones(2, 4, **f64)
     with raises(ParameterError, "B, N, A", "(6, 2), (3, 3), (2, 4)"):
         reference_errors(W, B, N, A)
+
+
+@pytest.mark.parametrize("register_fn", ["register_landmark_rule", "register_balance", "register_method", "register_init"])
+def test_registries_reject_bad_names_and_incomplete_configs(register_fn):
+    """Every register_* shares one mechanism: an empty name is a ParameterError naming 'name'; method and init
+    configs missing a required attribute are a TypeError naming it; nothing is registered on failure."""
+    import nlora_linalg
+
+    fn = getattr(nlora_linalg, register_fn)
+    with pytest.raises(ParameterError, match="name"):
+        fn("", object())
+    if register_fn in ("register_method", "register_init"):
+        registry = nlora_linalg.METHODS if register_fn == "register_method" else nlora_linalg.INITS
+        with pytest.raises(TypeError, match="build"):
+            fn("incomplete", object())
+        assert "incomplete" not in registry

@@ -19,7 +19,7 @@ from torch import Tensor
 from ..linalg import LowRankFactors, RandomizedSVD, kernels, nystrom_init, paper_slices
 from ..linalg.api import BALANCES
 from ..linalg.methods import METHODS
-from ..linalg.policy import ParameterError, UnknownNameError, fail
+from ..linalg.policy import ParameterError, UnknownNameError, fail, register
 
 __all__ = [
     "AdapterInit",
@@ -96,7 +96,8 @@ def _unscale(f: LowRankFactors, scaling: float, balance: str) -> tuple[Tensor, T
     return f.B, f.N / scaling, f.A
 
 
-def _check_trainable(value: object) -> None:
+def check_trainable(value: object) -> None:
+    """Raise unless ``value`` is a non-empty frozenset of "A", "N", "B"."""
     if not isinstance(value, frozenset) or not value or not value <= ALL:
         raise fail(ParameterError, "trainable", f"must be a non-empty frozenset of {sorted(ALL)}", repr(value))
 
@@ -119,7 +120,7 @@ class LoRAInit:
     kind: ClassVar[str] = "lora"
 
     def __post_init__(self) -> None:
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         A = _kaiming_uniform(rank, W.shape[-1], W, generator)  # (*, r, in)
@@ -134,7 +135,7 @@ class SLoRAInit:
     kind: ClassVar[str] = "slora"
 
     def __post_init__(self) -> None:
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         A = _kaiming_uniform(rank, W.shape[-1], W, generator)  # (*, r, in)
@@ -157,7 +158,7 @@ class PiSSAInit:
     kind: ClassVar[str] = "pissa"
 
     def __post_init__(self) -> None:
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         return _pissa(W, rank, scaling, "svd", generator)
@@ -174,7 +175,7 @@ class PiSSAFastInit:
 
     def __post_init__(self) -> None:
         RandomizedSVD(self.oversample, self.power_iters)  # validates both
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         return _pissa(W, rank, scaling, RandomizedSVD(self.oversample, self.power_iters), generator)
@@ -197,7 +198,7 @@ class NLoRAInit:
     def __post_init__(self) -> None:
         _check_method(self.method)
         _check_balance(self.balance)
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         f = nystrom_init(W, rank, method=self.method, balance=self.balance, generator=generator)
@@ -221,7 +222,7 @@ class IntTuneInit:
     def __post_init__(self) -> None:
         _check_method(self.method)
         _check_balance(self.balance)
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         return NLoRAInit(self.method, self.balance, self.trainable).build(W, rank, scaling, generator)
@@ -239,7 +240,7 @@ class NLoRAPaperInit:
     kind: ClassVar[str] = "nlora_paper"
 
     def __post_init__(self) -> None:
-        _check_trainable(self.trainable)
+        check_trainable(self.trainable)
 
     def build(self, W: Tensor, rank: int, scaling: float, generator: torch.Generator) -> AdapterInit:
         f = paper_slices(W, rank)
@@ -259,10 +260,4 @@ INITS: dict[str, InitConfig] = {
 
 def register_init(name: str, config: InitConfig) -> InitConfig:
     """Register an init config under ``name`` (overwrites); it needs ``kind``, ``trainable`` and ``build``."""
-    if not isinstance(name, str) or not name:
-        raise fail(ParameterError, "name", "must be a non-empty string", repr(name))
-    for attr in ("build", "trainable", "kind"):
-        if not hasattr(config, attr):
-            raise fail(TypeError, "config", f"must define '{attr}'", type(config).__name__)
-    INITS[name] = config
-    return config
+    return register(INITS, name, config, ("build", "trainable", "kind"))

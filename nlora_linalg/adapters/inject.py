@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..linalg.policy import NonFiniteError, ParameterError, RankError, UnknownNameError, all_finite, fail
-from .inits import INITS, AdapterInit, InitConfig, residual_weight
+from .inits import INITS, AdapterInit, InitConfig, check_trainable, residual_weight
 from .layer import ThreeFactorLinear, check_supported, is_supported, set_weight_matrix, weight_matrix
 
 __all__ = [
@@ -74,10 +74,8 @@ class AdapterConfig:
             raise fail(ParameterError, "alpha", "must be None or a finite number > 0", repr(self.alpha))
         if not isinstance(self.dropout, (int, float)) or not 0 <= self.dropout < 1:
             raise fail(ParameterError, "dropout", "must be in [0, 1)", repr(self.dropout))
-        if self.trainable is not None and (not isinstance(self.trainable, frozenset) or not self.trainable
-                                           or not self.trainable <= {"A", "N", "B"}):
-            raise fail(ParameterError, "trainable", "must be None or a non-empty frozenset of {'A', 'N', 'B'}",
-                       repr(self.trainable))
+        if self.trainable is not None:
+            check_trainable(self.trainable)
         if not (self.targets is None or isinstance(self.targets, str)
                 or (isinstance(self.targets, tuple) and self.targets and all(isinstance(t, str) for t in self.targets))):
             raise fail(ParameterError, "targets", "must be None, a regex string or a non-empty tuple of names",

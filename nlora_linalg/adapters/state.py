@@ -29,7 +29,7 @@ from .inits import residual_weight
 from .inject import InjectionReport, adapter_modules
 from .layer import CONV1D, ThreeFactorLinear, check_supported, set_weight_matrix, weight_matrix
 
-__all__ = ["save_adapter", "load_adapter", "export_peft", "AdapterMismatchError", "FORMAT_VERSION"]
+__all__ = ["to_jsonable", "save_adapter", "load_adapter", "export_peft", "AdapterMismatchError", "FORMAT_VERSION"]
 
 FORMAT_VERSION = 1
 WEIGHTS = "adapter.safetensors"
@@ -40,13 +40,14 @@ class AdapterMismatchError(ParameterError):
     """A saved adapter does not fit the model it is loaded onto; the message names the first mismatch."""
 
 
-def _jsonable(value: object) -> object:
+def to_jsonable(value: object) -> object:
+    """Config dataclasses (nested) as JSON-ready dicts with their ``kind``; sets become sorted lists."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         kind = getattr(value, "kind", None)
         return {"kind": kind if isinstance(kind, str) else type(value).__name__,
-                **{f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
+                **{f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}}
     if isinstance(value, (frozenset, set, tuple, list)):
-        items = [_jsonable(v) for v in value]
+        items = [to_jsonable(v) for v in value]
         return sorted(items) if isinstance(value, (frozenset, set)) else items
     return value
 
@@ -105,7 +106,7 @@ def save_adapter(model: nn.Module, path: str | os.PathLike, report: InjectionRep
             "dropout": m.dropout.p if isinstance(m.dropout, nn.Dropout) else 0.0,
             "init_error": None if row is None else row.error, "init_bound": None if row is None else row.bound,
         })
-    meta = {"format_version": FORMAT_VERSION, "nlora_linalg": __version__, "config": _jsonable(report.config),
+    meta = {"format_version": FORMAT_VERSION, "nlora_linalg": __version__, "config": to_jsonable(report.config),
             "modules": records}
     contiguous = {k: v.contiguous().cpu() for k, v in tensors.items()}
     path = pathlib.Path(path)

@@ -31,6 +31,7 @@ from .policy import (
     flatten_batch,
     lookup,
     make_generator,
+    register,
 )
 
 __all__ = [
@@ -126,10 +127,7 @@ BALANCES: dict[str, Balance] = {
 
 def register_balance(name: str, fn: Balance) -> Balance:
     """Register a balancing ``fn(U, sigma, Vh) -> (B, N, A)`` with B N A = U diag(sigma) Vh."""
-    if not isinstance(name, str) or not name:
-        raise fail(ParameterError, "name", "must be a non-empty string", repr(name))
-    BALANCES[name] = fn
-    return fn
+    return register(BALANCES, name, fn)
 
 
 def _sync(device: torch.device) -> None:

@@ -21,12 +21,11 @@ from .policy import (
     check_matrix,
     compute_dtype,
     eps,
-    fail,
     flatten_batch,
     lookup,
     make_generator,
-    ParameterError,
     RankError,
+    register,
 )
 
 __all__ = ["Landmarks", "LANDMARK_RULES", "register_landmark_rule", "select_landmarks"]
@@ -53,10 +52,7 @@ LANDMARK_RULES: dict[str, LandmarkRule] = {}
 
 def register_landmark_rule(name: str, rule: LandmarkRule) -> LandmarkRule:
     """Register ``rule`` under ``name`` (overwrites). Returns the rule so it can be used as a decorator body."""
-    if not isinstance(name, str) or not name:
-        raise fail(ParameterError, "name", "must be a non-empty string", repr(name))
-    LANDMARK_RULES[name] = rule
-    return rule
+    return register(LANDMARK_RULES, name, rule)
 
 
 def _rule(name: str) -> Callable[[LandmarkRule], LandmarkRule]:

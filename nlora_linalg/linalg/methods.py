@@ -22,7 +22,7 @@ from torch import Tensor
 from . import kernels
 from .kernels import SVDFactors
 from .landmarks import LANDMARK_RULES
-from .policy import ParameterError, RankError, UnknownNameError, fail
+from .policy import ParameterError, RankError, UnknownNameError, fail, register
 
 __all__ = [
     "Approximation",
@@ -412,10 +412,4 @@ METHODS: dict[str, Method] = {
 
 def register_method(name: str, config: Method) -> Method:
     """Register a method config under ``name`` (overwrites); it must provide ``build``, ``check``, ``apriori_factor``."""
-    if not isinstance(name, str) or not name:
-        raise fail(ParameterError, "name", "must be a non-empty string", repr(name))
-    for attr in ("build", "check", "apriori_factor", "kind"):
-        if not hasattr(config, attr):
-            raise fail(TypeError, "config", f"must define '{attr}'", type(config).__name__)
-    METHODS[name] = config
-    return config
+    return register(METHODS, name, config, ("build", "check", "apriori_factor", "kind"))

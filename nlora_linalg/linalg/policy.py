@@ -8,8 +8,6 @@ scalar diagnostics are returned in float64. Validation happens once, at public b
 from __future__ import annotations
 
 import math
-from typing import Iterable
-
 import torch
 from torch import Tensor
 
@@ -167,6 +165,13 @@ def flatten_batch(x: Tensor) -> tuple[Tensor, torch.Size]:
     return x.reshape(-1, *x.shape[-2:]), batch
 
 
-def names(items: Iterable[str]) -> str:
-    """Comma-separated sorted names for messages."""
-    return ", ".join(sorted(items))
+def register(registry: dict, name: object, item: object, requires: tuple[str, ...] = ()) -> object:
+    """Put ``item`` into ``registry`` under ``name`` (overwrites) after checking the name and that ``item`` has
+    every attribute in ``requires``; returns ``item``. The one mechanism behind every ``register_*`` function."""
+    if not isinstance(name, str) or not name:
+        raise fail(ParameterError, "name", "must be a non-empty string", repr(name))
+    for attr in requires:
+        if not hasattr(item, attr):
+            raise fail(TypeError, "config", f"must define '{attr}'", type(item).__name__)
+    registry[name] = item
+    return item

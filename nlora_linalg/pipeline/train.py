@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..adapters import AdapterConfig, inject_adapters, save_adapter
-from ..adapters.state import _jsonable
+from ..adapters.state import to_jsonable
 from ..linalg.policy import ParameterError, fail
 from .data import DataConfig, load_dataset
 from .tasks import ModelConfig, build_task
@@ -117,8 +117,8 @@ class RunConfig:
     out_dir: str = "results/finetune/run"
 
     def to_json(self) -> dict:
-        return {"model": _jsonable(self.model), "data": _jsonable(self.data), "adapter": _jsonable(self.adapter),
-                "train": _jsonable(self.train)}
+        return {"model": to_jsonable(self.model), "data": to_jsonable(self.data), "adapter": to_jsonable(self.adapter),
+                "train": to_jsonable(self.train)}
 
 
 @dataclass(frozen=True, slots=True)
