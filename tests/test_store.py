@@ -24,6 +24,15 @@ def test_key_ignores_out_dir_and_changes_with_any_field():
     assert len({config_key(a), config_key(b), config_key(c)}) == 3
 
 
+def test_key_ignores_progress_display_only():
+    """Showing progress bars changes nothing computed, so a run stored without bars is reused with them (a study
+    re-run interactively must not redo a background run)."""
+    a, _ = parse_args(TINY)
+    shown = dataclasses.replace(a, train=dataclasses.replace(a.train, progress=not a.train.progress))
+    assert config_key(a) == config_key(shown) and a.identity() == shown.identity()
+    assert a.to_json() != shown.to_json()  # the saved config.json still records it
+
+
 def test_finished_runs_are_not_rerun(tmp_path):
     """A second store.run of the same config returns the stored summary without training again."""
     store = RunStore(tmp_path)

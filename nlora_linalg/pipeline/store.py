@@ -23,8 +23,9 @@ T = TypeVar("T")
 
 
 def config_key(config: RunConfig) -> str:
-    """First 16 hex digits of SHA-256 over the canonical JSON of the config (``out_dir`` excluded)."""
-    text = json.dumps(config.to_json(), sort_keys=True, separators=(",", ":"))
+    """First 16 hex digits of SHA-256 over the canonical JSON of :meth:`RunConfig.identity` (``out_dir`` and
+    the display-only ``train.progress`` excluded)."""
+    text = json.dumps(config.identity(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

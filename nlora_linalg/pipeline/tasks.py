@@ -129,6 +129,9 @@ def build_task(model_cfg: ModelConfig, data: Dataset, device: torch.device) -> T
 
 
 def _batched(examples: list[Example], size: int, progress: bool = False):
+    """Evaluation batches of examples of similar length (sorted by text length), so little compute goes to
+    padding; every score is a count over examples, so the order does not change it."""
+    examples = sorted(examples, key=lambda e: len(e.text))
     chunks = [examples[i : i + size] for i in range(0, len(examples), size)]
     if not progress:
         return chunks
@@ -164,6 +167,7 @@ def _label_word_task(model, tok, template, words, max_length, device) -> Task:
 
     def collate(exs):
         tok.padding_side = "left"  # the scored position is the last one for every row
+        tok.truncation_side = "left"  # a long text loses its start, never the template's question at the end
         enc = tok([template.format(text=e.text) for e in exs], padding=True, truncation=True, max_length=max_length,
                   return_tensors="pt")
         return {**{k: v.to(device) for k, v in enc.items()}, "labels": torch.tensor([e.label for e in exs], device=device)}
@@ -191,6 +195,7 @@ def _generation_task(model, tok, template, max_length, device) -> Task:
 
     def collate(exs):
         tok.padding_side = "right"
+        tok.truncation_side = "right"
         prompts = [template.format(text=e.text) for e in exs]
         full = [p + " " + str(e.label) + eos for p, e in zip(prompts, exs)]
         enc = tok(full, padding=True, truncation=True, max_length=max_length, return_tensors="pt")

@@ -33,6 +33,7 @@ from .tasks import ModelConfig, build_task
 __all__ = ["TrainConfig", "RunConfig", "RunResult", "finetune", "ConfigMismatchError", "CheckpointError"]
 
 SCHEDULES = ("cosine", "linear", "constant")
+_DISPLAY_ONLY = ("progress",)  # TrainConfig fields that change what is shown, never what is computed
 
 
 class ConfigMismatchError(ParameterError):
@@ -119,6 +120,13 @@ class RunConfig:
     def to_json(self) -> dict:
         return {"model": to_jsonable(self.model), "data": to_jsonable(self.data), "adapter": to_jsonable(self.adapter),
                 "train": to_jsonable(self.train)}
+
+    def identity(self) -> dict:
+        """:meth:`to_json` without the display-only fields (``train.progress``): what must match for a stored run
+        to be reused (:func:`config_key`) or resumed."""
+        d = self.to_json()
+        d["train"] = {k: v for k, v in d["train"].items() if k not in _DISPLAY_ONLY}
+        return d
 
 
 @dataclass(frozen=True, slots=True)
@@ -256,7 +264,8 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
     ckpt = None
     if resume:
         saved = json.loads((out / "config.json").read_text())
-        diffs = _diff(saved, cfg_json)
+        diffs = _diff({**saved, "train": {k: v for k, v in saved["train"].items() if k not in _DISPLAY_ONLY}},
+                      config.identity())
         if diffs:
             raise fail(ConfigMismatchError, "resume", "the saved config must equal the current one", "; ".join(diffs))
         ckpt = _load_checkpoint(out)
