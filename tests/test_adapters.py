@@ -357,3 +357,17 @@ def test_batched_whole_model_init_equals_per_layer(minilm, init):
             assert torch.linalg.norm(x - y) <= 1e-3 * torch.linalg.norm(y) + 1e-6, name
     for x, y in zip(rb.rows, rp.rows):
         assert math.isclose(x.error, y.error, rel_tol=1e-4, abs_tol=1e-6) or (math.isnan(x.error) and math.isnan(y.error))
+
+
+def test_injection_progress_reports_every_chunk(minilm):
+    """Issue #6: ``progress(done, total)`` is called once per batched chunk, counting up to (modules, modules);
+    one module per chunk (init_batch_bytes=1) gives one call per module."""
+    calls, per_module = [], []
+    batched, _, _ = _fresh(minilm)
+    rep = inject_adapters(batched, init="nlora", rank=4, progress=lambda d, t: calls.append((d, t)))
+    single, _, _ = _fresh(minilm)
+    inject_adapters(single, init="nlora", rank=4, init_batch_bytes=1, progress=lambda d, t: per_module.append((d, t)))
+    n = len(rep.rows)
+    assert calls[-1] == (n, n) and all(t == n for _, t in calls)
+    assert [d for d, _ in calls] == sorted({d for d, _ in calls}) and len(calls) == len({r.shape for r in rep.rows})
+    assert per_module == [(i, n) for i in range(1, n + 1)]

@@ -7,7 +7,7 @@ import math
 import re
 import time
 from dataclasses import dataclass, field, replace
-from typing import Iterator
+from typing import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -243,7 +243,8 @@ def _row(name, module, ini: AdapterInit, f, i: int, config: AdapterConfig, elaps
     return trainable, row
 
 
-def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwargs) -> InjectionReport:
+def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, *,
+                    progress: Callable[[int, int], None] | None = None, **kwargs) -> InjectionReport:
     """Replace every targeted ``nn.Linear``/``Conv1D`` of ``model`` by a :class:`ThreeFactorLinear`, in place.
 
     .. math:: W ↦ W_{res} = W − s·B_0N_0A_0 \\text{ (residual inits)},\\qquad y = W_{res}x + s·BNAx
@@ -258,6 +259,8 @@ def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwa
         model: any ``nn.Module`` (e.g. a transformers model).
         config: an :class:`AdapterConfig`; or pass its fields as keyword arguments
             (``inject_adapters(model, init="nlora", rank=8, targets=("q_proj", "v_proj"))``).
+        progress: called as ``progress(done, total)`` after each batched chunk with the number of modules
+            initialised so far and in all (e.g. to drive a progress bar; the pipeline's is ``init``).
 
     Returns:
         :class:`InjectionReport` with one row per replaced module.
@@ -278,7 +281,11 @@ def inject_adapters(model: nn.Module, config: AdapterConfig | None = None, **kwa
     elif kwargs:
         config = replace(config, **kwargs)
     chosen = _targets(model, config)
-    built = [item for chunk in _chunks(chosen, config.init_batch_bytes) for item in _build_chunk(chunk, config)]
+    built = []
+    for chunk in _chunks(chosen, config.init_batch_bytes):
+        built += _build_chunk(chunk, config)
+        if progress is not None:
+            progress(len(built), len(chosen))
     order = {name: i for i, (name, _) in enumerate(chosen)}
     built.sort(key=lambda item: order[item[0]])
     for p in model.parameters():

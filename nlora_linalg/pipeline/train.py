@@ -286,7 +286,7 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
         for p in model.parameters():
             p.requires_grad_(False)
     else:
-        report = inject_adapters(model, config.adapter)
+        report = inject_adapters(model, config.adapter, progress=_init_progress(tc.progress and rank == 0))
     for n, p in model.named_parameters():
         if n in head:
             p.requires_grad_(True)
@@ -392,6 +392,25 @@ def _progress(it, enabled, desc, **kw):
     from tqdm.auto import tqdm
 
     return tqdm(it, desc=desc, **kw)
+
+
+def _init_progress(enabled: bool):
+    """A ``progress(done, total)`` callback for :func:`inject_adapters` driving an ``init`` bar, or None."""
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    bar = None
+
+    def update(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, desc="init", unit="module")
+        bar.update(done - bar.n)
+        if done == total:
+            bar.close()
+
+    return update
 
 
 def _checkpoint(out, step, model, opt, sched, zero_shot, losses, rank, world, keep) -> None:
