@@ -14,6 +14,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 from nlora_linalg import CheckpointError, ConfigMismatchError, finetune
 from nlora_linalg.pipeline.cli import main, parse_args
@@ -167,3 +168,19 @@ def test_local_model_folder_works_like_a_registered_name(tmp_path):
     assert config.model.kind() == "encoder"
     result = finetune(config)
     assert len(result.losses) == 2 and 0.0 <= result.test_accuracy <= 1.0
+
+
+def test_label_word_prompt_keeps_its_question_when_truncated():
+    """Non-regression (issue #5): a text longer than max_length loses its start, never the template's question at
+    the end (the scored position), so the class logits are read where the label word follows."""
+    from nlora_linalg.pipeline.data import DataConfig, Example, load_dataset
+    from nlora_linalg.pipeline.tasks import PROMPTS, ModelConfig, build_task
+
+    data = load_dataset(DataConfig("rotten_tomatoes", val_size=8, test_size=8, train_size=16))
+    task = build_task(ModelConfig("smollm2-135m", max_length=24), data, torch.device("cpu"))
+    long_text = " ".join(["a remarkably long and winding review"] * 20)
+    batch = task.collate([Example(long_text, 1), Example("short", 0)])
+    assert batch["input_ids"].shape[1] == 24
+    question = PROMPTS["rotten_tomatoes"][0].split("{text}")[1]
+    for row in batch["input_ids"]:
+        assert task.tokenizer.decode(row[-8:]).endswith(question.strip()[-30:])
