@@ -38,7 +38,8 @@ from nlora_linalg import (
 @dataclass(frozen=True)
 class Method:
     """A compared adapter init: ``init`` (registered name or init config; None = train the task head only),
-    its default learning rate and the LR grid searched by ``--full`` (the default times 1/3, 1, 3)."""
+    its default learning rate and the LR grid searched by ``--full`` (the default × 0.3, 1, 3, each rounded to one
+    significant digit: 1e-3 → 3e-4, 1e-3, 3e-3)."""
 
     label: str
     init: object
@@ -47,11 +48,6 @@ class Method:
     @property
     def grid(self) -> tuple[float, ...]:
         return tuple(float(f"{self.lr * f:.1g}") for f in (1 / 3, 1, 3))
-
-    @property
-    def approximates(self) -> bool:
-        """Whether the init builds its factors from W (so an init error is defined)."""
-        return self.init is not None and self.label not in ("lora", "slora")
 
 
 def _methods() -> dict[str, Method]:
@@ -108,9 +104,14 @@ def stacks(weights: dict[str, torch.Tensor]) -> list[tuple[str, list[str], torch
 def measure_init(method: Method, W: torch.Tensor, rank: int, seed: int, reference) -> dict[str, list[float]]:
     """Build ``method``'s adapter init on the stack W (L, m, n) (scaling 1) and measure it per layer.
 
-    Returns lists of length L: relative error ‖W − BNA‖_F/‖W‖_F and its certified bound (NaN when the init does
-    not approximate W), error/optimal, top-r singular-value error (max relative), ‖B‖₂, ‖N‖₂, ‖A‖₂, cond₂(N), and
-    the batched build time per layer in ms (wall clock around the build).
+    Returns lists of length L: relative error ‖W − BNA‖_F/‖W‖_F of the factors the init builds from W and its
+    certified bound (NaN when the init does not approximate W: lora, slora), error/optimal, top-r singular-value
+    error (max relative), ``init_change`` = ‖W_init − W‖_F/‖W‖_F, how much the model's weight moves at init (0 for
+    residual inits and for ΔW = 0; ‖BNA‖_F/‖W‖_F for the paper's code, which adds BNA to an unchanged W), ‖B‖₂,
+    ‖N‖₂, ‖A‖₂, cond₂(N), and the batched build time per layer in ms (wall clock around the build).
+
+    One generator per stack, so the draws are distributed like, but not identical to, those of
+    ``inject_adapters`` (which seeds one generator per module name).
     """
     g = torch.Generator(device=W.device).manual_seed(seed)
     init = INITS[method.init] if isinstance(method.init, str) else method.init
@@ -123,7 +124,12 @@ def measure_init(method: Method, W: torch.Tensor, rank: int, seed: int, referenc
            "norm_N": nan if sv_N is None else sv_N[..., 0].expand(W.shape[0]),
            "norm_A": torch.linalg.matrix_norm(built.A.double(), 2).expand(W.shape[0]),
            "cond_N": nan if sv_N is None else (sv_N[..., 0] / sv_N[..., -1]).expand(W.shape[0])}
-    if method.approximates:
+    if built.residual:  # W_init = (W − BNA) + BNA = W
+        out["init_change"] = torch.zeros_like(nan)
+    else:  # W_init = W + BNA (BA without N)
+        NA = built.A if built.N is None else built.N @ built.A  # (L, r, n)
+        out["init_change"] = torch.linalg.matrix_norm((built.B @ NA).double()) / torch.linalg.matrix_norm(W.double())
+    if built.factors is not None:
         ref = reference_errors(W, built.factors.B, built.factors.N, built.factors.A, reference=reference)
         out |= {"error": ref.error, "bound": built.factors.bound.double().reshape(-1).expand(W.shape[0]), "ratio": ref.ratio,
                 "sigma_error": ref.sigma}
@@ -172,8 +178,14 @@ def write_csv(path: pathlib.Path, rows: list[dict]) -> None:
     tmp.replace(path)
 
 
+#: Columns that are identifiers, never numbers (a hex key like "1234e567…" would otherwise parse as a float).
+STRING_COLUMNS = frozenset({"key", "split_hash", "task", "model", "dataset", "method", "phase", "layer", "type",
+                            "set", "shape"})
+
+
 def read_csv(path: pathlib.Path) -> list[dict]:
-    """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float; [] if the file is absent."""
+    """Rows of a CSV written by :func:`write_csv`, numbers parsed back to int/float except in
+    :data:`STRING_COLUMNS`; [] if the file is absent."""
     if not path.exists():
         return []
 
@@ -186,7 +198,7 @@ def read_csv(path: pathlib.Path) -> list[dict]:
         return v
 
     with path.open(newline="") as fh:
-        return [{k: parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
+        return [{k: v if k in STRING_COLUMNS else parse(v) for k, v in row.items()} for row in csv.DictReader(fh)]
 
 
 def environment() -> dict:

@@ -5,8 +5,8 @@ synthetic LLaMA-2-7B-shaped weights.
     python studies/init_error_and_cost.py --ranks 8 16 --synthetic 1024x1024 --models minilm
     python studies/init_error_and_cost.py --plot-only results/init_error_and_cost/<timestamp>
 
-For every (matrix set, method, rank) it builds the adapter init exactly as ``inject_adapters`` does (the init's
-``build`` on same-shape stacks, scaling 1) and records, per layer: relative Frobenius error ‖W − BNA‖_F/‖W‖_F,
+For every (matrix set, method, rank) it builds the adapter init with the init's own ``build`` on same-shape
+stacks (scaling 1; one generator per stack, where ``inject_adapters`` seeds one per module) and records, per layer: relative Frobenius error ‖W − BNA‖_F/‖W‖_F,
 its certified bound, error / Eckart–Young optimum, top-r singular-value error, cond₂(N), and the build time per
 layer (wall clock of the batched build, certificate included). The synthetic matrices are
 power-law weights W = U diag(i^−α) Vᵀ (α = 0.5, Haar U, V; one of each shape, labelled ``synthetic``), whose
@@ -86,7 +86,7 @@ def tabulate(out: pathlib.Path) -> list[dict]:
     for (set_name, method, rank), rs in groups.items():
         table.append({"set": set_name, "method": method, "rank": rank, "layers": len(rs), "error": mean(rs, "error"),
                       "ratio": mean(rs, "ratio"), "sigma_error": mean(rs, "sigma_error"),
-                      "max_cond_N": max(r["cond_N"] for r in rs), "total_ms": sum(r["ms_per_layer"] for r in rs)})
+                      "max_cond_N": max((r["cond_N"] for r in rs if r["cond_N"] == r["cond_N"]), default=float("nan")), "total_ms": sum(r["ms_per_layer"] for r in rs)})
     S.write_csv(out / "table.csv", table)
     return table
 

@@ -38,6 +38,7 @@ import sys
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
@@ -128,31 +129,46 @@ def groups(p: Protocol) -> list[tuple[Task, S.Method]]:
 
 
 def planned_runs(p: Protocol, task: Task, method: S.Method) -> int:
+    """Distinct runs of a group: the grid (seed 0) and the other seeds at the chosen LR, or the seeds alone."""
     return (len(method.grid) + task.seeds - 1) if p.tune else task.seeds
 
 
+def choose_lr(method: S.Method, val: dict[float, float]) -> float:
+    """The grid LR with the best validation accuracy; ties go to the LR nearest the default in log distance, then
+    to the smaller LR. (The grid is the default × 0.3, 1, 3 after rounding to one significant digit.)"""
+    return max(method.grid, key=lambda g: (val[g], -abs(math.log(g / method.lr)), -g))
+
+
+def remaining_runs(p: Protocol, task: Task, method: S.Method, store: RunStore) -> int:
+    """Runs of the group not yet in the store (the chosen LR is known once the whole grid is stored)."""
+    if not p.tune:
+        return sum(not store.finished(run_config(p, task, method, method.lr, s, store)) for s in range(task.seeds))
+    grid = {g: run_config(p, task, method, g, 0, store) for g in method.grid}
+    left = sum(not store.finished(c) for c in grid.values())
+    if left:
+        return left + task.seeds - 1
+    lr = choose_lr(method, {g: store.summary(c)["val_accuracy"] for g, c in grid.items()})
+    return sum(not store.finished(run_config(p, task, method, lr, s, store)) for s in range(1, task.seeds))
+
+
 def estimate_s(p: Protocol, task: Task, store: RunStore, runs: int) -> float:
-    """Estimated wall time of ``runs`` runs of ``task``: from finished runs of the same model in the store when
-    there are some, else from :data:`CPU_COST`."""
-    per_example_step, per_eval = CPU_COST.get(task.model, CPU_COST["smollm2-135m"])
-    done = [s for s in _stored_summaries(store) if f'"name": "{task.model}"' in s.get("_config", "")]
-    one = p.steps * p.batch_size * per_example_step + (p.val_size + p.test_size) * per_eval
-    if done:
-        one = sorted(s["wall_s"] for s in done)[len(done) // 2] * (p.steps * p.batch_size) / max(
-            1, done[0]["_steps"] * done[0]["_batch"])
-    return runs * one
-
-
-def _stored_summaries(store: RunStore) -> list[dict]:
+    """Estimated wall time of ``runs`` runs of ``task``: the median wall time of stored, uninterrupted runs of the
+    same model, dataset and budget (steps, batch, eval sizes) when there are some, else :data:`CPU_COST`."""
     import json
 
-    out = []
+    like = []
     for f in pathlib.Path(store.root).glob("*/summary.json"):
-        cfg = (f.parent / "config.json").read_text()
-        c = json.loads(cfg)
-        out.append(json.loads(f.read_text()) | {"_config": cfg, "_steps": c["train"]["steps"],
-                                                  "_batch": c["train"]["batch_size"]})
-    return out
+        c = json.loads((f.parent / "config.json").read_text())
+        same = (c["model"]["name"], c["data"]["name"], c["train"]["steps"], c["train"]["batch_size"],
+                c["data"]["test_size"], c["data"]["val_size"]) == (task.model, task.dataset, p.steps, p.batch_size,
+                                                                    p.test_size, p.val_size)
+        summary = json.loads(f.read_text())
+        if same and summary.get("resumed_from") is None:
+            like.append(summary["wall_s"])
+    if like:
+        return runs * sorted(like)[len(like) // 2]
+    per_example_step, per_eval = CPU_COST.get(task.model, CPU_COST["smollm2-135m"])
+    return runs * (p.steps * p.batch_size * per_example_step + (p.val_size + p.test_size) * per_eval)
 
 
 # ------------------------------------------------------------------------------------ part 1 and 2
@@ -192,37 +208,38 @@ def run_all(p: Protocol, store: RunStore, todo: list[tuple[Task, S.Method]], out
     """Run (or find in the store) every run of the (task, method) groups ``todo``; write runs.csv and
     losses.csv after each run, so a partial study can be inspected (and plotted) at any time."""
     total = sum(planned_runs(p, t, m) for t, m in todo)
-    rows, losses, k, t_start = [], [], 0, time.perf_counter()
+    left = sum(remaining_runs(p, t, m, store) for t, m in todo)
+    rows, losses, seen, ran_s = [], [], set(), []
 
     def one(task, method, lr, seed, phase):
-        nonlocal k
         cfg = run_config(p, task, method, lr, seed, store)
+        key = store.folder(cfg).name
         key_done = store.finished(cfg)
         t0 = time.perf_counter()
         summary, ran = store.run(cfg)
-        k += 1
+        if ran:
+            ran_s.append(time.perf_counter() - t0)
         rows.append({"task": task.label, "model": task.model, "dataset": task.dataset, "method": method.label,
                      "phase": phase, "lr": lr, "seed": seed, "test_accuracy": summary["test_accuracy"],
                      "val_accuracy": summary["val_accuracy"], "final_loss": summary["final_loss"],
                      "trainable_params": summary["trainable_params"], "steps": p.steps, "batch_size": p.batch_size,
                      "test_size": p.test_size, "wall_s": summary["wall_s"], "split_hash": summary["split_hash"],
-                     "key": store.folder(cfg).name})
-        losses.extend({"key": store.folder(cfg).name, "step": i + 1, "loss": v} for i, v in enumerate(summary["losses"]))
+                     "key": key})
+        if key not in seen:  # the grid's seed-0 run at the chosen LR is listed again as a seed run
+            seen.add(key)
+            losses.extend({"key": key, "step": i + 1, "loss": v} for i, v in enumerate(summary["losses"]))
         S.write_csv(out / "runs.csv", rows)
         S.write_csv(out / "losses.csv", losses)
-        elapsed = time.perf_counter() - t_start
-        left = "" if not ran else f", about {elapsed / k * (total - k) / 60:.0f} min left"
-        log(f"[{k}/{total}] {task.label} {method.label} lr={lr:g} seed={seed}: test {summary['test_accuracy']:.4f} "
-            f"val {summary['val_accuracy']:.4f} ({'stored' if key_done else f'{time.perf_counter() - t0:.0f} s'}"
-            f"{left})")
+        eta = f", about {sum(ran_s) / len(ran_s) * (left - len(ran_s)) / 60:.0f} min left" if ran else ""
+        log(f"[{len(seen)}/{total}] {task.label} {method.label} lr={lr:g} seed={seed} ({phase}): test "
+            f"{summary['test_accuracy']:.4f} val {summary['val_accuracy']:.4f} "
+            f"({'stored' if key_done else f'{time.perf_counter() - t0:.0f} s'}{eta})")
         return summary
 
     for task, method in todo:
         lr = method.lr
         if p.tune:
-            val = {g: one(task, method, g, 0, "grid")["val_accuracy"] for g in method.grid}
-            # best validation accuracy; ties go to the LR closest to the default
-            lr = max(method.grid, key=lambda g: (val[g], -abs(math.log(g / method.lr))))
+            lr = choose_lr(method, {g: one(task, method, g, 0, "grid")["val_accuracy"] for g in method.grid})
         for seed in range(task.seeds):
             one(task, method, lr, seed, "seed")
 
@@ -250,17 +267,19 @@ def summarise(out: pathlib.Path) -> list[dict]:
             lr = next(iter(rs.values()))["lr"]
             row = {"task": task, "method": method, "lr": lr, "lr_at_grid_edge": len(grid) > 1 and lr in (grid[0], grid[-1]),
                    "seeds": len(acc), "test_mean": mean, "test_ci_low": lo, "test_ci_high": hi,
-                   "test_sd": float(torch.tensor(acc).std()) if len(acc) > 1 else math.nan,
+                   "test_sd": float(np.std(acc, ddof=1)) if len(acc) > 1 else math.nan,
                    "trainable_params": next(iter(rs.values()))["trainable_params"]}
             for base in ("lora", "pissa"):
                 common = sorted(set(rs) & set(per.get(base, {})))
                 d = [rs[s]["test_accuracy"] - per[base][s]["test_accuracy"] for s in common]
                 row[f"diff_{base}"], row[f"diff_{base}_low"], row[f"diff_{base}_high"] = S.t_interval(d) if d else (
                     math.nan,) * 3
+                row[f"diff_{base}_n"] = len(d)  # seeds both methods share (the pairs behind the interval)
             curves = [by_key[r["key"]] for r in rs.values() if r["key"] in by_key]
             n = min(map(len, curves)) if curves else 0
-            row["loss_first_10pct"] = sum(sum(c[: max(1, n // 10)]) / max(1, n // 10) for c in curves) / max(1, len(curves))
-            row["loss_last_10pct"] = sum(sum(c[n - max(1, n // 10):]) / max(1, n // 10) for c in curves) / max(1, len(curves))
+            w = max(1, n // 10)
+            row["loss_first_10pct"] = float(np.mean([c[:w] for c in curves])) if n else math.nan
+            row["loss_last_10pct"] = float(np.mean([c[n - w:n] for c in curves])) if n else math.nan
             table.append(row)
     S.write_csv(out / "summary.csv", table)
     return table
@@ -281,8 +300,8 @@ def summary_markdown(out: pathlib.Path, table: list[dict]) -> str:
             lines.append(
                 f"| {r['method']} | {r['lr']:g}{edge} | {r['seeds']} | {_fmt(r['test_mean'])} [{_fmt(r['test_ci_low'])}, "
                 f"{_fmt(r['test_ci_high'])}] | {_fmt(r['diff_lora'])} [{_fmt(r['diff_lora_low'])}, "
-                f"{_fmt(r['diff_lora_high'])}] | {_fmt(r['diff_pissa'])} [{_fmt(r['diff_pissa_low'])}, "
-                f"{_fmt(r['diff_pissa_high'])}] | {r['trainable_params']} | {_fmt(r['loss_first_10pct'])} / "
+                f"{_fmt(r['diff_lora_high'])}] n={r['diff_lora_n']} | {_fmt(r['diff_pissa'])} [{_fmt(r['diff_pissa_low'])}, "
+                f"{_fmt(r['diff_pissa_high'])}] n={r['diff_pissa_n']} | {r['trainable_params']} | {_fmt(r['loss_first_10pct'])} / "
                 f"{_fmt(r['loss_last_10pct'])} |")
     inits = S.read_csv(out / "init_error.csv")
     stats = S.read_csv(out / "layer_stats.csv")
@@ -296,11 +315,13 @@ def summary_markdown(out: pathlib.Path, table: list[dict]) -> str:
                          f"{_mean(rs, 'optimal_error'):.3f} |")
     if inits:
         lines += ["\n### Initialisation (mean over all adapted layers; max for cond N)\n",
-                  "| model | method | error | bound | error/optimal | σ error (top r) | ‖B‖₂ | ‖N‖₂ | ‖A‖₂ | max cond N | ms/layer |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| model | method | error | bound | error/optimal | σ error (top r) | output change at init | ‖B‖₂ | ‖N‖₂ "
+                  "| ‖A‖₂ | max cond N | ms/layer |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for (model, method), rs in _grouped(inits, ("model", "method")).items():
             lines.append(f"| {model} | {method} | {_fmt(_mean(rs, 'error'))} | {_fmt(_mean(rs, 'bound'))} | "
-                         f"{_fmt(_mean(rs, 'ratio'))} | {_fmt(_mean(rs, 'sigma_error'))} | {_fmt(_mean(rs, 'norm_B'), 2)} | "
+                         f"{_fmt(_mean(rs, 'ratio'))} | {_fmt(_mean(rs, 'sigma_error'))} | {_fmt(_mean(rs, 'init_change'))} | "
+                         f"{_fmt(_mean(rs, 'norm_B'), 2)} | "
                          f"{_fmt(_mean(rs, 'norm_N'), 2)} | {_fmt(_mean(rs, 'norm_A'), 2)} | "
                          f"{_fmt(_max(rs, 'cond_N'), 1)} | {_fmt(_mean(rs, 'ms_per_layer'), 2)} |")
     text = "\n".join(lines) + "\n"
@@ -349,7 +370,7 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
         made.append(out / name)
 
     spectra, stats = S.read_csv(out / "spectra.csv"), S.read_csv(out / "layer_stats.csv")
-    rank = stats[0]["rank"] if stats else None
+    rank = stats[0]["rank"] if stats else None  # (no dashed line without layer_stats.csv)
     for model, rs in _grouped(spectra, ("model",)).items():
         types = _grouped(rs, ("type",))
         fig, axes = plt.subplots(1, len(types), figsize=(3.2 * len(types), 3.2), sharey=True, squeeze=False)
@@ -357,7 +378,8 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
             for lrs in _grouped(trs, ("layer",)).values():
                 s1 = lrs[0]["sigma"]
                 ax.semilogy([r["i"] for r in lrs], [r["sigma"] / s1 for r in lrs], lw=0.7, alpha=0.6)
-            ax.axvline(rank, color="k", ls="--", lw=0.8)
+            if rank is not None:
+                ax.axvline(rank, color="k", ls="--", lw=0.8)
             ax.set_title(kind, fontsize=9)
             ax.set_xlabel("i")
         axes[0][0].set_ylabel("σᵢ / σ₁")
@@ -435,7 +457,8 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
             if not math.isnan(e):
                 axes[1].errorbar([e], [r["diff_lora"]], yerr=yerr, fmt="o", ms=4, capsize=2)
                 axes[1].annotate(f"{r['method']} ({r['task'].split('/')[1]})", (e, r["diff_lora"]), fontsize=6)
-        axes[0].set_xlabel("model's mean tail energy at r (Σ_{i>r}σ² / Σσ²; lower = faster decay)")
+        axes[0].set_xlabel("model's mean tail energy at r (Σ_{i>r}σ² / Σσ²; lower = faster decay)\n"
+                           "one value per model: this axis confounds the spectrum with the model and task")
         axes[1].set_xlabel("mean relative init error ‖W − BNA‖_F / ‖W‖_F")
         _log_scale(axes[1], "x", list(err.values()))
         axes[0].set_ylabel("test accuracy − LoRA (paired, 95 % CI)")

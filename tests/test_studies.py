@@ -89,8 +89,20 @@ def test_measure_init_against_numpy_on_real_weights():
         assert math.isclose(pissa["ratio"][i], 1.0, rel_tol=1e-4)
         assert math.isclose(inttune["cond_N"][i], s[0] / s[r - 1], rel_tol=1e-4)
         assert inttune["error"][i] >= opt * (1 - 1e-6) and inttune["error"][i] <= inttune["bound"][i] * (1 + 1e-6)
+    gram = S.measure_init(S.METHODS["inttune"], W, r, 0, svd)
+    paper = S.measure_init(S.METHODS["nlora_paper"], W, r, 0, svd)
     lora = S.measure_init(S.METHODS["lora"], W, r, 0, svd)
-    assert all(math.isnan(v) for v in lora["error"]) and all(v == 0 for v in lora["norm_B"])
+    for i, name in enumerate(names):
+        w = weights[name].double().numpy()
+        s = np.linalg.svd(w, compute_uv=False)
+        opt = math.sqrt((s[r:] ** 2).sum() / (s ** 2).sum())
+        assert opt * (1 - 1e-6) <= gram["error"][i] <= gram["bound"][i] * (1 + 1e-6) and gram["init_change"][i] == 0
+        # the released code adds B N A = W[:, :r] W[:r, :r] W[:r, :] to an unchanged W
+        bna = w[:, :r] @ w[:r, :r] @ w[:r, :]
+        assert math.isclose(paper["init_change"][i], np.linalg.norm(bna) / np.linalg.norm(w), rel_tol=1e-5)
+        assert math.isclose(paper["error"][i], np.linalg.norm(w - bna) / np.linalg.norm(w), rel_tol=1e-5)
+        assert math.isclose(paper["cond_N"][i], np.linalg.cond(w[:r, :r]), rel_tol=1e-3)
+    assert all(math.isnan(v) for v in lora["error"]) and all(v == 0 for v in lora["init_change"])
 
 
 def test_synthetic_weights_have_the_power_law_spectrum():
@@ -139,26 +151,38 @@ def test_flagship_full_protocol_picks_lr_on_validation_and_pairs_seeds(tmp_path)
     _run(FLAGSHIP, "--full", "--tasks", "minilm/rotten_tomatoes", "--methods", "lora", "pissa", "inttune",
          "--seeds", "3", *TINY, "--no-spectra", "--store", tmp_path / "store", "--out", tmp_path / "res")
     out = _out_folder(tmp_path / "res", "spectrum_vs_accuracy")
-    runs, table = S.read_csv(out / "runs.csv"), S.read_csv(out / "summary.csv")
-    assert len(runs) == 3 * (3 + 3)
+    runs, table, losses = (S.read_csv(out / f) for f in ("runs.csv", "summary.csv", "losses.csv"))
+    assert len(runs) == 3 * (3 + 3)  # the seed-0 run at the chosen LR is listed in both phases ...
+    keys = {r["key"] for r in runs}
+    assert len(keys) == 3 * (3 + 3 - 1) == len(list((tmp_path / "store").glob("*/summary.json")))  # ... run once
+    assert len(losses) == len(keys) * 3 and {r["key"] for r in losses} == keys
     acc = {}
     for method in ("lora", "pissa", "inttune"):
         grid = [r for r in runs if r["method"] == method and r["phase"] == "grid"]
         seeds = [r for r in runs if r["method"] == method and r["phase"] == "seed"]
         assert [r["seed"] for r in seeds] == [0, 1, 2] and len({r["lr"] for r in seeds}) == 1
+        # best validation accuracy; ties to the LR nearest the default (log distance), then the smaller one
         best = max(r["val_accuracy"] for r in grid)
-        assert next(r for r in grid if r["lr"] == seeds[0]["lr"])["val_accuracy"] == best
-        seed0 = next(r for r in grid if r["lr"] == seeds[0]["lr"])
-        assert seed0["key"] == seeds[0]["key"]  # the grid's seed-0 run is reused, not re-run
+        tied = [r["lr"] for r in grid if r["val_accuracy"] == best]
+        default = S.METHODS[method].lr
+        expected = min(tied, key=lambda g: (abs(math.log(g / default)), g))
+        assert seeds[0]["lr"] == expected
         acc[method] = np.array([r["test_accuracy"] for r in seeds])
     row = next(r for r in table if r["method"] == "inttune")
     d = acc["inttune"] - acc["lora"]
     assert math.isclose(row["diff_lora"], d.mean(), abs_tol=1e-12)
+    assert row["diff_lora_n"] == 3
     if d.std() > 0:
         lo, hi = stats.t.interval(0.95, 2, loc=d.mean(), scale=stats.sem(d))
         assert math.isclose(row["diff_lora_low"], lo, abs_tol=1e-9) and math.isclose(row["diff_lora_high"], hi, abs_tol=1e-9)
+    else:  # identical differences: a zero-width interval at the mean
+        assert row["diff_lora_low"] == row["diff_lora_high"] == row["diff_lora"]
     lora = next(r for r in table if r["method"] == "lora")
-    assert lora["diff_lora"] == 0 and math.isclose(lora["test_mean"], acc["lora"].mean())
+    assert math.isclose(lora["test_mean"], acc["lora"].mean())
+    assert math.isclose(lora["test_sd"], acc["lora"].std(ddof=1), abs_tol=1e-12)
+    first = np.mean([[x["loss"] for x in losses if x["key"] == r["key"]][:1]
+                     for r in runs if r["method"] == "lora" and r["phase"] == "seed"])
+    assert math.isclose(lora["loss_first_10pct"], first, rel_tol=1e-9)
 
 
 def test_flagship_interrupted_study_resumes_without_rerunning(tmp_path):
@@ -185,6 +209,13 @@ def test_flagship_interrupted_study_resumes_without_rerunning(tmp_path):
     for a, b in zip(resumed, fresh, strict=True):
         assert (a["method"], a["key"], a["test_accuracy"], a["final_loss"]) == \
                (b["method"], b["key"], b["test_accuracy"], b["final_loss"])
+
+
+def test_read_csv_keeps_identifiers_as_strings(tmp_path):
+    """Hex keys that look like numbers ("1234e567…", "0012…") come back as the same strings."""
+    rows = [{"key": "1234e56789012345", "split_hash": "0012", "test_accuracy": 0.5, "seed": 3}]
+    S.write_csv(tmp_path / "x.csv", rows)
+    assert S.read_csv(tmp_path / "x.csv") == rows
 
 
 def test_flagship_plot_only_regenerates_from_csv(tmp_path):
