@@ -531,17 +531,18 @@ def main(argv=None) -> pathlib.Path:
         print(f"[{(time.perf_counter() - t_start) / 60:5.1f} min] {msg}", flush=True)
 
     n_runs = sum(planned_runs(p, t, m) for t, m in todo)
-    est = sum(estimate_s(p, t, store, planned_runs(p, t, m)) for t, m in todo)
-    stored = sum(store.finished(run_config(p, t, m, m.lr, 0, store)) for t, m in todo)
+    left = {(t.label, m.label): remaining_runs(p, t, m, store) for t, m in todo}
+    est = sum(estimate_s(p, t, store, left[t.label, m.label]) for t, m in todo)
     print(f"{STUDY}, protocol '{p.name}'{f', shard {args.shard}' if args.shard else ''}: {len(todo)} (task, method) "
           f"groups, {n_runs} runs ({p.steps} steps × {p.batch_size}, r = {p.rank}, test {p.test_size}, "
           f"{'LR grid on validation, then ' if p.tune else 'default LR, '}seeds per task "
-          f"{', '.join(f'{t.label}: {t.seeds}' for t in p.tasks)}); estimated {est / 60:.0f} min (from the store's "
-          f"finished runs of each model, else this project's 2-core CPU costs), less the {stored}+ runs already stored")
+          f"{', '.join(f'{t.label}: {t.seeds}' for t in p.tasks)}), {sum(left.values())} not yet in the store "
+          f"{store.root}: estimated {est / 60:.0f} min (median of comparable stored runs, else this project's "
+          f"2-core CPU costs)", flush=True)
     if args.plan:
         for t, m in todo:
-            print(f"  {t.label:32s} {m.label:22s} {planned_runs(p, t, m):3d} runs, lr grid "
-                  f"{m.grid if p.tune else (m.lr,)}")
+            print(f"  {t.label:32s} {m.label:22s} {planned_runs(p, t, m):3d} runs ({left[t.label, m.label]} to run), "
+                  f"lr grid {m.grid if p.tune else (m.lr,)}")
         return pathlib.Path(args.out)
     out = S.new_folder(args.out, STUDY, f"-shard{args.shard.replace('/', 'of')}" if args.shard else "")
     S.write_json(out / "plan.json", {"protocol": dataclasses.asdict(p), "shard": args.shard, "store": str(store.root),
