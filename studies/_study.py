@@ -37,17 +37,16 @@ from nlora_linalg import (
 # ------------------------------------------------------------------------------------------------ methods
 @dataclass(frozen=True)
 class Method:
-    """A compared adapter init: ``init`` (registered name or init config; None = train the task head only),
-    its default learning rate and the LR grid searched by ``--full`` (the default × 0.3, 1, 3, each rounded to one
-    significant digit: 1e-3 → 3e-4, 1e-3, 3e-3)."""
+    """A compared adapter init: ``init`` (registered name or init config; None = train the task head only) and
+    its default learning rate, the centre of the LR grid searched by ``--full`` (:meth:`grid`)."""
 
     label: str
     init: object
     lr: float
 
-    @property
-    def grid(self) -> tuple[float, ...]:
-        return tuple(float(f"{self.lr * f:.1g}") for f in (1 / 3, 1, 3))
+    def grid(self, factors=(1 / 3, 1, 3)) -> tuple[float, ...]:
+        """The default LR times ``factors``, each rounded to one significant digit (1e-3 → 3e-4, 1e-3, 3e-3)."""
+        return tuple(sorted({float(f"{self.lr * f:.1g}") for f in factors}))
 
 
 def _methods() -> dict[str, Method]:

@@ -82,7 +82,8 @@ class Task:
 
 @dataclass(frozen=True)
 class Protocol:
-    """What a study runs. ``tune``: choose each method's LR on validation (seed 0) from its grid first."""
+    """What a study runs. ``tune``: choose each method's LR on validation (seed 0) from its grid first, the
+    method's default LR times ``lr_factors`` (rounded to one significant digit)."""
 
     name: str
     tasks: tuple[Task, ...]
@@ -95,6 +96,7 @@ class Protocol:
     rank: int = 8
     checkpoint_every: int = 50
     device: str = "auto"
+    lr_factors: tuple[float, ...] = (1 / 3, 1, 3)
 
 
 QUICK = Protocol("default", (Task("minilm", "rotten_tomatoes", 1),), tuple(S.METHODS), tune=False, steps=100,
@@ -130,20 +132,20 @@ def groups(p: Protocol) -> list[tuple[Task, S.Method]]:
 
 def planned_runs(p: Protocol, task: Task, method: S.Method) -> int:
     """Distinct runs of a group: the grid (seed 0) and the other seeds at the chosen LR, or the seeds alone."""
-    return (len(method.grid) + task.seeds - 1) if p.tune else task.seeds
+    return (len(method.grid(p.lr_factors)) + task.seeds - 1) if p.tune else task.seeds
 
 
 def choose_lr(method: S.Method, val: dict[float, float]) -> float:
-    """The grid LR with the best validation accuracy; ties go to the LR nearest the default in log distance, then
-    to the smaller LR. (The grid is the default × 0.3, 1, 3 after rounding to one significant digit.)"""
-    return max(method.grid, key=lambda g: (val[g], -abs(math.log(g / method.lr)), -g))
+    """The grid LR (keys of ``val``) with the best validation accuracy; ties go to the LR nearest the default in
+    log distance, then to the smaller LR."""
+    return max(val, key=lambda g: (val[g], -abs(math.log(g / method.lr)), -g))
 
 
 def remaining_runs(p: Protocol, task: Task, method: S.Method, store: RunStore) -> int:
     """Runs of the group not yet in the store (the chosen LR is known once the whole grid is stored)."""
     if not p.tune:
         return sum(not store.finished(run_config(p, task, method, method.lr, s, store)) for s in range(task.seeds))
-    grid = {g: run_config(p, task, method, g, 0, store) for g in method.grid}
+    grid = {g: run_config(p, task, method, g, 0, store) for g in method.grid(p.lr_factors)}
     left = sum(not store.finished(c) for c in grid.values())
     if left:
         return left + task.seeds - 1
@@ -239,7 +241,8 @@ def run_all(p: Protocol, store: RunStore, todo: list[tuple[Task, S.Method]], out
     for task, method in todo:
         lr = method.lr
         if p.tune:
-            lr = choose_lr(method, {g: one(task, method, g, 0, "grid")["val_accuracy"] for g in method.grid})
+            lr = choose_lr(method, {g: one(task, method, g, 0, "grid")["val_accuracy"]
+                                    for g in method.grid(p.lr_factors)})
         for seed in range(task.seeds):
             one(task, method, lr, seed, "seed")
 
@@ -487,6 +490,8 @@ def protocol_from_args(args) -> Protocol:
                       for t in args.tasks)
         if None in tasks:
             raise SystemExit(f"--tasks: each must look like model/dataset, got {args.tasks}")
+    if args.lr_factors:
+        p = dataclasses.replace(p, lr_factors=tuple(args.lr_factors))
     if args.seeds is not None:
         tasks = tuple(dataclasses.replace(t, seeds=args.seeds) for t in tasks)
     return dataclasses.replace(p, tasks=tasks)
@@ -498,6 +503,8 @@ def main(argv=None) -> pathlib.Path:
     ap.add_argument("--tasks", nargs="+", help="model/dataset pairs, e.g. minilm/tweets smollm2-135m/arithmetic")
     ap.add_argument("--methods", nargs="+", help=f"subset of {list(S.METHODS)}")
     ap.add_argument("--seeds", type=int, help="paired seeds per task")
+    ap.add_argument("--lr-factors", type=float, nargs="+", help="LR grid of --full: each method's default LR times "
+                    "these (default 1/3 1 3); stored runs at shared LRs are reused")
     for name in ("steps", "batch-size", "test-size", "val-size", "rank"):
         ap.add_argument(f"--{name}", type=int)
     ap.add_argument("--device", help="auto | cpu | cuda[:i]")
@@ -542,7 +549,7 @@ def main(argv=None) -> pathlib.Path:
     if args.plan:
         for t, m in todo:
             print(f"  {t.label:32s} {m.label:22s} {planned_runs(p, t, m):3d} runs ({left[t.label, m.label]} to run), "
-                  f"lr grid {m.grid if p.tune else (m.lr,)}")
+                  f"lr grid {m.grid(p.lr_factors) if p.tune else (m.lr,)}")
         return pathlib.Path(args.out)
     out = S.new_folder(args.out, STUDY, f"-shard{args.shard.replace('/', 'of')}" if args.shard else "")
     S.write_json(out / "plan.json", {"protocol": dataclasses.asdict(p), "shard": args.shard, "store": str(store.root),
