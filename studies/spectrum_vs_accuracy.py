@@ -278,6 +278,14 @@ def summarise(out: pathlib.Path) -> list[dict]:
                 row[f"diff_{base}"], row[f"diff_{base}_low"], row[f"diff_{base}_high"] = S.t_interval(d) if d else (
                     math.nan,) * 3
                 row[f"diff_{base}_n"] = len(d)  # seeds both methods share (the pairs behind the interval)
+            # convergence speed: mean training loss over the first half of the steps, paired against LoRA's
+            half = {sd: by_key[r["key"]][: len(by_key[r["key"]]) // 2] for sd, r in rs.items() if r["key"] in by_key}
+            lora_half = {sd: by_key[r["key"]][: len(by_key[r["key"]]) // 2] for sd, r in per.get("lora", {}).items()
+                         if r["key"] in by_key}
+            dh = [float(np.mean(half[sd]) - np.mean(lora_half[sd])) for sd in sorted(set(half) & set(lora_half))
+                  if half[sd] and lora_half[sd]]
+            row["loss_first_half_diff_lora"], row["loss_first_half_diff_lora_low"], \
+                row["loss_first_half_diff_lora_high"] = S.t_interval(dh) if dh else (math.nan,) * 3
             curves = [by_key[r["key"]] for r in rs.values() if r["key"] in by_key]
             n = min(map(len, curves)) if curves else 0
             w = max(1, n // 10)
@@ -300,7 +308,7 @@ def summary_markdown(out: pathlib.Path, table: list[dict]) -> str:
                      "trains, not a comparison; differences of a few points are inside seed noise. Use --full.")
     for task in dict.fromkeys(r["task"] for r in table):
         lines += [f"\n### {task}\n", "| method | lr | seeds | test acc (mean [95 % CI]) | Δ vs LoRA [CI] | Δ vs PiSSA [CI] "
-                  "| trainable | loss first/last 10 % |", "|---|---|---|---|---|---|---|---|"]
+                  "| trainable | loss first/last 10 % | Δ loss vs LoRA, first half [CI] |", "|---|---|---|---|---|---|---|---|---|"]
         for r in (r for r in table if r["task"] == task):
             edge = " (grid edge)" if r["lr_at_grid_edge"] in (True, "True") else ""
             lines.append(
@@ -308,7 +316,8 @@ def summary_markdown(out: pathlib.Path, table: list[dict]) -> str:
                 f"{_fmt(r['test_ci_high'])}] | {_fmt(r['diff_lora'])} [{_fmt(r['diff_lora_low'])}, "
                 f"{_fmt(r['diff_lora_high'])}] n={r['diff_lora_n']} | {_fmt(r['diff_pissa'])} [{_fmt(r['diff_pissa_low'])}, "
                 f"{_fmt(r['diff_pissa_high'])}] n={r['diff_pissa_n']} | {r['trainable_params']} | {_fmt(r['loss_first_10pct'])} / "
-                f"{_fmt(r['loss_last_10pct'])} |")
+                f"{_fmt(r['loss_last_10pct'])} | {_fmt(r['loss_first_half_diff_lora'])} "
+                f"[{_fmt(r['loss_first_half_diff_lora_low'])}, {_fmt(r['loss_first_half_diff_lora_high'])}] |")
     inits = S.read_csv(out / "init_error.csv")
     stats = S.read_csv(out / "layer_stats.csv")
     if stats:
