@@ -150,6 +150,30 @@ def t_interval(x, level: float = 0.95) -> tuple[float, float, float]:
     return m, m - half, m + half
 
 
+def grouped(rows: list[dict], keys: tuple[str, ...]) -> dict[tuple, list[dict]]:
+    """Rows grouped by the values of ``keys``, groups and rows in first-seen order."""
+    out: dict[tuple, list[dict]] = {}
+    for r in rows:
+        out.setdefault(tuple(r[k] for k in keys), []).append(r)
+    return out
+
+
+def _numbers(rows: list[dict], key: str) -> list[float]:
+    return [r[key] for r in rows if isinstance(r[key], (int, float)) and not math.isnan(r[key])]
+
+
+def mean(rows: list[dict], key: str) -> float:
+    """Mean of ``key`` over ``rows``, NaN entries (no value defined) left out; NaN if none is left."""
+    vals = _numbers(rows, key)
+    return sum(vals) / len(vals) if vals else math.nan
+
+
+def max_(rows: list[dict], key: str) -> float:
+    """Maximum of ``key`` over ``rows``, NaN entries left out; NaN if none is left."""
+    vals = _numbers(rows, key)
+    return max(vals) if vals else math.nan
+
+
 # ------------------------------------------------------------------------------------------- files
 def new_folder(root: str, study: str, suffix: str = "") -> pathlib.Path:
     """A new folder results/<study>/<YYYYmmdd-HHMMSS><suffix>[-k]/ (-k added when processes start together)."""

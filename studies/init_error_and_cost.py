@@ -74,19 +74,11 @@ def measure(models, shapes, alpha, ranks, methods, out: pathlib.Path, log) -> No
 def tabulate(out: pathlib.Path) -> list[dict]:
     """table.csv: per (set, method, rank) the mean over layers of error, ratio, σ error, max cond N, and the total
     build time of all layers of the set (ms; for models, the cost of initialising the whole model)."""
-    rows = S.read_csv(out / "layers.csv")
-    table = []
-    groups: dict[tuple, list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["set"], r["method"], r["rank"]), []).append(r)
-    def mean(rs, key):
-        vals = [r[key] for r in rs if r[key] == r[key]]  # NaN (no init error defined) left out
-        return sum(vals) / len(vals) if vals else float("nan")
-
-    for (set_name, method, rank), rs in groups.items():
-        table.append({"set": set_name, "method": method, "rank": rank, "layers": len(rs), "error": mean(rs, "error"),
-                      "ratio": mean(rs, "ratio"), "sigma_error": mean(rs, "sigma_error"),
-                      "max_cond_N": max((r["cond_N"] for r in rs if r["cond_N"] == r["cond_N"]), default=float("nan")), "total_ms": sum(r["ms_per_layer"] for r in rs)})
+    table = [{"set": set_name, "method": method, "rank": rank, "layers": len(rs), "error": S.mean(rs, "error"),
+              "ratio": S.mean(rs, "ratio"), "sigma_error": S.mean(rs, "sigma_error"),
+              "max_cond_N": S.max_(rs, "cond_N"), "total_ms": sum(r["ms_per_layer"] for r in rs)}
+             for (set_name, method, rank), rs in S.grouped(S.read_csv(out / "layers.csv"),
+                                                           ("set", "method", "rank")).items()]
     S.write_csv(out / "table.csv", table)
     return table
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import math
 import pathlib
 import sys
@@ -156,8 +157,6 @@ def remaining_runs(p: Protocol, task: Task, method: S.Method, store: RunStore) -
 def estimate_s(p: Protocol, task: Task, store: RunStore, runs: int) -> float:
     """Estimated wall time of ``runs`` runs of ``task``: the median wall time of stored, uninterrupted runs of the
     same model, dataset and budget (steps, batch, eval sizes) when there are some, else :data:`CPU_COST`."""
-    import json
-
     like = []
     for f in pathlib.Path(store.root).glob("*/summary.json"):
         c = json.loads((f.parent / "config.json").read_text())
@@ -324,36 +323,24 @@ def summary_markdown(out: pathlib.Path, table: list[dict]) -> str:
         lines += ["\n### Spectra (mean over the adapted layers of each type)\n",
                   "| model | type | layers | shape | stable rank | effective rank | tail energy at r | optimal error |",
                   "|---|---|---|---|---|---|---|---|"]
-        for (model, kind), rs in _grouped(stats, ("model", "type")).items():
-            lines.append(f"| {model} | {kind} | {len(rs)} | {rs[0]['out']}×{rs[0]['in']} | {_mean(rs, 'stable_rank'):.1f} | "
-                         f"{_mean(rs, 'effective_rank'):.0f} | {_mean(rs, 'tail_energy'):.3f} | "
-                         f"{_mean(rs, 'optimal_error'):.3f} |")
+        for (model, kind), rs in S.grouped(stats, ("model", "type")).items():
+            lines.append(f"| {model} | {kind} | {len(rs)} | {rs[0]['out']}×{rs[0]['in']} | {S.mean(rs, 'stable_rank'):.1f} | "
+                         f"{S.mean(rs, 'effective_rank'):.0f} | {S.mean(rs, 'tail_energy'):.3f} | "
+                         f"{S.mean(rs, 'optimal_error'):.3f} |")
     if inits:
         lines += ["\n### Initialisation (mean over all adapted layers; max for cond N)\n",
                   "| model | method | error | bound | error/optimal | σ error (top r) | output change at init | ‖B‖₂ | ‖N‖₂ "
                   "| ‖A‖₂ | max cond N | ms/layer |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-        for (model, method), rs in _grouped(inits, ("model", "method")).items():
-            lines.append(f"| {model} | {method} | {_fmt(_mean(rs, 'error'))} | {_fmt(_mean(rs, 'bound'))} | "
-                         f"{_fmt(_mean(rs, 'ratio'))} | {_fmt(_mean(rs, 'sigma_error'))} | {_fmt(_mean(rs, 'init_change'))} | "
-                         f"{_fmt(_mean(rs, 'norm_B'), 2)} | "
-                         f"{_fmt(_mean(rs, 'norm_N'), 2)} | {_fmt(_mean(rs, 'norm_A'), 2)} | "
-                         f"{_fmt(_max(rs, 'cond_N'), 1)} | {_fmt(_mean(rs, 'ms_per_layer'), 2)} |")
+        for (model, method), rs in S.grouped(inits, ("model", "method")).items():
+            lines.append(f"| {model} | {method} | {_fmt(S.mean(rs, 'error'))} | {_fmt(S.mean(rs, 'bound'))} | "
+                         f"{_fmt(S.mean(rs, 'ratio'))} | {_fmt(S.mean(rs, 'sigma_error'))} | {_fmt(S.mean(rs, 'init_change'))} | "
+                         f"{_fmt(S.mean(rs, 'norm_B'), 2)} | "
+                         f"{_fmt(S.mean(rs, 'norm_N'), 2)} | {_fmt(S.mean(rs, 'norm_A'), 2)} | "
+                         f"{_fmt(S.max_(rs, 'cond_N'), 1)} | {_fmt(S.mean(rs, 'ms_per_layer'), 2)} |")
     text = "\n".join(lines) + "\n"
     (out / "summary.md").write_text(text)
     return text
-
-
-def _grouped(rows, keys):
-    out: dict[tuple, list[dict]] = {}
-    for r in rows:
-        out.setdefault(tuple(r[k] for k in keys), []).append(r)
-    return out
-
-
-def _max(rows, key):
-    vals = [r[key] for r in rows if isinstance(r[key], (int, float)) and not math.isnan(r[key])]
-    return max(vals) if vals else math.nan
 
 
 def _log_scale(ax, axis: str, values) -> None:
@@ -361,11 +348,6 @@ def _log_scale(ax, axis: str, values) -> None:
     refuses)."""
     if any(isinstance(v, float) and math.isfinite(v) and v > 0 for v in values):
         (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
-
-
-def _mean(rows, key):
-    vals = [r[key] for r in rows if isinstance(r[key], (int, float)) and not math.isnan(r[key])]
-    return sum(vals) / len(vals) if vals else math.nan
 
 
 # -------------------------------------------------------------------------------------------------- plots
@@ -386,15 +368,15 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
 
     spectra, stats = S.read_csv(out / "spectra.csv"), S.read_csv(out / "layer_stats.csv")
     rank = stats[0]["rank"] if stats else None  # (no dashed line without layer_stats.csv)
-    for model, rs in _grouped(spectra, ("model",)).items():
-        types = _grouped(rs, ("type",))
+    for model, rs in S.grouped(spectra, ("model",)).items():
+        types = S.grouped(rs, ("type",))
         cols = min(4, len(types))
         rows_ = -(-len(types) // cols)
         fig, axes = plt.subplots(rows_, cols, figsize=(3.4 * cols, 3.0 * rows_), sharey=True, squeeze=False)
         for ax in axes.flat[len(types):]:
             ax.set_visible(False)
         for ax, ((kind,), trs) in zip(axes.flat, types.items()):
-            for lrs in _grouped(trs, ("layer",)).values():
+            for lrs in S.grouped(trs, ("layer",)).values():
                 s1 = lrs[0]["sigma"]
                 ax.semilogy([r["i"] for r in lrs], [r["sigma"] / s1 for r in lrs], lw=0.7, alpha=0.6)
             if rank is not None:
@@ -413,9 +395,9 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
         fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
         plotted = ([], [])
         for j, model in enumerate(models):
-            ratio = [_mean([r for r in inits if r["model"] == model and r["method"] == m], "ratio") for m in methods]
+            ratio = [S.mean([r for r in inits if r["model"] == model and r["method"] == m], "ratio") for m in methods]
             axes[0].bar([i + 0.4 * j for i in range(len(methods))], ratio, width=0.4, label=model)
-            cond = [_max([r for r in inits if r["model"] == model and r["method"] == m], "cond_N") for m in methods]
+            cond = [S.max_([r for r in inits if r["model"] == model and r["method"] == m], "cond_N") for m in methods]
             axes[1].bar([i + 0.4 * j for i in range(len(methods))], cond, width=0.4, label=model)
             plotted[0].extend(ratio)
             plotted[1].extend(cond)
@@ -433,7 +415,7 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
     curves: dict[str, list[float]] = {}
     for r in losses:
         curves.setdefault(r["key"], []).append(r["loss"])
-    for (task,), rs in _grouped(table, ("task",)).items():
+    for (task,), rs in S.grouped(table, ("task",)).items():
         fig, ax = plt.subplots(figsize=(7, 0.35 * len(rs) + 1.2))
         y = list(range(len(rs)))
         ax.errorbar([r["test_mean"] for r in rs], y, xerr=[[r["test_mean"] - r["test_ci_low"] if r["seeds"] > 1 else 0
@@ -462,8 +444,8 @@ def plot(out: pathlib.Path) -> list[pathlib.Path]:
         save(fig, f"loss_{task.replace('/', '_')}.png")
 
     if table and stats:
-        tail = {m: _mean(rs, "tail_energy") for (m,), rs in _grouped(stats, ("model",)).items()}
-        err = {k: _mean(rs, "error") for k, rs in _grouped(inits, ("model", "method")).items()}
+        tail = {m: S.mean(rs, "tail_energy") for (m,), rs in S.grouped(stats, ("model",)).items()}
+        err = {k: S.mean(rs, "error") for k, rs in S.grouped(inits, ("model", "method")).items()}
         fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
         for r in table:
             if r["method"] == "lora" or not isinstance(r["diff_lora"], float) or math.isnan(r["diff_lora"]):
@@ -577,7 +559,7 @@ def main(argv=None) -> pathlib.Path:
     table = summarise(out)
     text = summary_markdown(out, table)
     made = plot(out)
-    S.write_json(out / "plan.json", {**__import__("json").loads((out / "plan.json").read_text()),
+    S.write_json(out / "plan.json", {**json.loads((out / "plan.json").read_text()),
                                      "wall_s": time.perf_counter() - t_start})
     print(text)
     log(f"done: {out} ({len(made)} plots)")

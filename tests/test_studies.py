@@ -264,3 +264,13 @@ def test_init_error_and_cost_writes_every_file(tmp_path):
         p.unlink()
     _run(COST, "--plot-only", out)
     assert len(list(out.glob("*.png"))) == 3
+
+
+def test_row_aggregates_leave_out_undefined_values():
+    """mean / max_ skip NaN (a quantity undefined for that init) and give NaN when nothing is left; grouped keeps
+    first-seen order."""
+    rows = [{"m": "a", "x": 2.0}, {"m": "b", "x": math.nan}, {"m": "a", "x": 4.0}, {"m": "b", "x": math.nan}]
+    groups = S.grouped(rows, ("m",))
+    assert list(groups) == [("a",), ("b",)]
+    assert S.mean(groups["a",], "x") == np.mean([2.0, 4.0]) and S.max_(groups["a",], "x") == max(2.0, 4.0)
+    assert math.isnan(S.mean(groups["b",], "x")) and math.isnan(S.max_(groups["b",], "x"))

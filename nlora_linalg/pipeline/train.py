@@ -124,9 +124,12 @@ class RunConfig:
     def identity(self) -> dict:
         """:meth:`to_json` without the display-only fields (``train.progress``): what must match for a stored run
         to be reused (:func:`config_key`) or resumed."""
-        d = self.to_json()
-        d["train"] = {k: v for k, v in d["train"].items() if k not in _DISPLAY_ONLY}
-        return d
+        return _identity(self.to_json())
+
+
+def _identity(config_json: dict) -> dict:
+    """A config's JSON (as saved in config.json) without the display-only train fields."""
+    return {**config_json, "train": {k: v for k, v in config_json["train"].items() if k not in _DISPLAY_ONLY}}
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +267,7 @@ def finetune(config: RunConfig, *, resume: bool = False) -> RunResult:
     ckpt = None
     if resume:
         saved = json.loads((out / "config.json").read_text())
-        diffs = _diff({**saved, "train": {k: v for k, v in saved["train"].items() if k not in _DISPLAY_ONLY}},
-                      config.identity())
+        diffs = _diff(_identity(saved), config.identity())
         if diffs:
             raise fail(ConfigMismatchError, "resume", "the saved config must equal the current one", "; ".join(diffs))
         ckpt = _load_checkpoint(out)
